@@ -1,0 +1,55 @@
+# Thin wrapper over CMake. `make` builds everything, `make test` runs the suite, `make run` the main job.
+#   make CUDA_ARCH=90        build CUDA code for one architecture only (default: 80 and 90)
+#   make BUILD=build-cpu CMAKE_FLAGS=-DPT_WITH_CUDA=OFF   a CPU-only build
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+CUDA_ARCH  ?=
+CMAKE_FLAGS ?=
+# nvcc is often outside PATH (/usr/local/cuda/bin); point CMake at it when it exists.
+NVCC := $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+
+CMAKE_ARGS := -DCMAKE_BUILD_TYPE=Release \
+  $(if $(NVCC),-DCMAKE_CUDA_COMPILER=$(NVCC)) \
+  $(if $(CUDA_ARCH),-DCMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCH)") $(CMAKE_FLAGS)
+
+.PHONY: all deps configure build test bench run demo profile clean data
+
+all: build
+
+deps:
+	@./scripts/install_deps.sh
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) $(CMAKE_ARGS)
+
+configure: deps
+	cmake -S . -B $(BUILD) $(CMAKE_ARGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+	@if [ -x $(BUILD)/train_prune ]; then ln -sf $(BUILD)/train_prune train_prune; fi
+
+# Data files live in ../shared/data on these machines; the project reads them from data/.
+data:
+	@if [ ! -e data ] && [ -d ../shared/data ]; then ln -s ../shared/data data && echo "data: linked ../shared/data"; fi
+
+test: build data
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+bench: build
+	@for b in $(BUILD)/bench/bench_*; do [ -x "$$b" ] && echo "== $$b" && "$$b" --benchmark_min_time=0.05; done; true
+
+# The main job. Until the train_prune app lands this runs the smoke demo.
+run: build data
+	@if [ -x $(BUILD)/train_prune ]; then ./$(BUILD)/train_prune --config configs/quickstart.ini; \
+	 else ./$(BUILD)/pt_demo; fi
+
+demo: build
+	./$(BUILD)/pt_demo
+
+# Build with -lineinfo for Nsight Compute source views (separate build folder).
+profile:
+	$(MAKE) BUILD=build-profile CMAKE_FLAGS="-DPT_LINEINFO=ON $(CMAKE_FLAGS)" build
+
+clean:
+	rm -rf $(BUILD) build-profile train_prune

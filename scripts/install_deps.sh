@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build needs, only those missing, and says what it does.
+# Called by `make deps` (and so by `make` and `make test`).
+set -euo pipefail
+packages=(cmake pkg-config g++ make
+          libopenblas-dev liblapacke-dev      # CPU BLAS / LAPACK
+          libgtest-dev libbenchmark-dev       # tests, benchmarks
+          libhdf5-dev hdf5-tools              # checkpoints (+ h5dump)
+          libinih-dev libcli11-dev            # INI configs, command line
+          nlohmann-json3-dev libpcre2-dev     # JSON, Unicode regex for the tokenizer
+          gnuplot-nox)                        # result plots
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#packages[@]} Debian packages present"
+  exit 0
+fi
+echo "deps: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: not root and no sudo; install by hand: apt-get install ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "deps: done"

@@ -1,0 +1,57 @@
+#include "tensor/storage.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "tensor/error.h"
+
+#if PT_CUDA
+#include <cuda_runtime.h>
+
+#include "tensor/cuda/caching_allocator.h"
+#include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/cuda_context.h"
+#endif
+
+namespace pt {
+
+namespace {
+std::atomic<bool> g_poison{false};
+constexpr size_t kCpuAlignment = 64;
+}  // namespace
+
+void set_poison_allocations(bool on) { g_poison = on; }
+bool poison_allocations() { return g_poison; }
+
+Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+  if (device == Device::cpu) {
+    size_t rounded = (std::max<size_t>(nbytes, 1) + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+    data_ = std::aligned_alloc(kCpuAlignment, rounded);
+    PT_CHECK(data_ != nullptr, "out of host memory allocating ", nbytes, " bytes");
+    if (g_poison) std::memset(data_, 0xff, nbytes);
+    return;
+  }
+#if PT_CUDA
+  PT_CHECK(cuda_is_available(), "cannot allocate ", nbytes, " bytes on cuda: no usable CUDA device");
+  data_ = cuda::allocate(nbytes);
+  if (g_poison && nbytes) PT_CUDA_CHECK(cudaMemsetAsync(data_, 0xff, nbytes, cuda::current_stream()));
+#else
+  PT_FAIL("cannot allocate on cuda: this build has no CUDA support");
+#endif
+}
+
+Storage::~Storage() {
+  if (!data_) return;
+  if (device_ == Device::cpu) {
+    std::free(data_);
+  } else {
+#if PT_CUDA
+    cuda::deallocate(data_);
+#endif
+  }
+}
+
+}  // namespace pt

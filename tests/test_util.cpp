@@ -1,0 +1,52 @@
+#include "tests/test_util.h"
+
+#include <sstream>
+
+namespace pt::test {
+
+::testing::AssertionResult tensors_close(const Tensor& actual, const Tensor& expected, Tolerance tol) {
+  if (actual.shape() != expected.shape())
+    return ::testing::AssertionFailure() << "shape " << shape_str(actual.shape()) << " != expected "
+                                         << shape_str(expected.shape());
+  auto a = actual.to_vector<double>();
+  auto e = expected.to_vector<double>();
+  size_t bad = 0, worst = 0;
+  double worst_excess = -1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    bool ok;
+    double excess;
+    if (std::isnan(e[i])) {
+      ok = std::isnan(a[i]);
+      excess = ok ? 0 : 1e300;
+    } else if (std::isinf(e[i])) {
+      ok = a[i] == e[i];
+      excess = ok ? 0 : 1e300;
+    } else {
+      double lim = tol.atol + tol.rtol * std::abs(e[i]);
+      double d = std::abs(a[i] - e[i]);
+      ok = d <= lim;  // false for NaN actual
+      excess = std::isnan(d) ? 1e300 : d / lim;
+    }
+    if (!ok) {
+      ++bad;
+      if (excess > worst_excess) { worst_excess = excess; worst = i; }
+    }
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << bad << " of " << a.size() << " elements differ (rtol "
+                                       << tol.rtol << ", atol " << tol.atol << "); worst at flat index "
+                                       << worst << ": got " << a[worst] << ", expected " << e[worst];
+}
+
+::testing::AssertionResult tensors_equal(const Tensor& actual, const Tensor& expected) {
+  return tensors_close(actual, expected, Tolerance{0.0, 0.0});
+}
+
+Tensor random_tensor(const Shape& shape, uint64_t seed, double lo, double hi, DType dtype, Device device) {
+  Generator g(seed);
+  Tensor t = Tensor::uniform(shape, lo, hi, g, DType::f64, Device::cpu);
+  if (t.numel() > 0 && t.to_vector<double>()[0] == 0.0) t.fill_(0.5 * (lo + hi) + 0.25 * (hi - lo));
+  return t.to(dtype).to(device);
+}
+
+}  // namespace pt::test

@@ -1,0 +1,49 @@
+// Shared test helpers: tolerant tensor comparison against a reference, CUDA skipping, fresh inputs.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "tensor/ops.h"
+#include "tensor/tensor.h"
+
+namespace pt::test {
+
+// Skip (reported as skipped by ctest, never passed) when no CUDA device is usable.
+#define PT_SKIP_IF_NO_CUDA()                                                  \
+  do {                                                                        \
+    if (!::pt::cuda_is_available()) GTEST_SKIP() << "no CUDA device";         \
+  } while (0)
+
+struct Tolerance {
+  double rtol;
+  double atol;
+};
+inline constexpr Tolerance kElementwiseF32{1e-5, 1e-6};
+inline constexpr Tolerance kReductionF32{1e-4, 1e-5};
+inline constexpr Tolerance kHalf{1e-2, 1e-2};
+inline constexpr Tolerance kF64{1e-10, 1e-12};
+
+// Every element satisfies |a - e| <= atol + rtol*|e|, shapes equal, no NaN unless e is NaN.
+// Returns a gtest assertion result describing the worst element on failure.
+::testing::AssertionResult tensors_close(const Tensor& actual, const Tensor& expected, Tolerance tol);
+#define PT_EXPECT_CLOSE(actual, expected, tol) EXPECT_TRUE(::pt::test::tensors_close((actual), (expected), (tol)))
+
+// Exact equality (bitwise for floats after converting to f64; NaN == NaN).
+::testing::AssertionResult tensors_equal(const Tensor& actual, const Tensor& expected);
+
+// Fresh random input in [lo, hi) that is never all-zero (a fixed seed per test keeps runs reproducible).
+Tensor random_tensor(const Shape& shape, uint64_t seed, double lo = -1.0, double hi = 1.0,
+                     DType dtype = DType::f32, Device device = Device::cpu);
+
+// Turns allocation poisoning on for the scope (outputs that are never written stay NaN).
+class PoisonScope {
+ public:
+  PoisonScope() : prev_(poison_allocations()) { set_poison_allocations(true); }
+  ~PoisonScope() { set_poison_allocations(prev_); }
+ private:
+  bool prev_;
+};
+
+}  // namespace pt::test
