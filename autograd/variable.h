@@ -60,14 +60,16 @@ class Variable {
 };
 
 struct Node {
-  std::vector<Variable> inputs;
+  std::vector<Variable> inputs;  // undefined where an input needed no gradient (constants are not kept)
   BackwardFn fn;
   const char* op_name = "";
+  bool released = false;  // inputs and fn were freed by a backward without retain_graph
 };
 
 // Gradient recording switch (thread-local). NoGradGuard turns it off for a scope (evaluation, optimizer
 // updates, pruning).
 bool grad_enabled();
+void set_grad_enabled(bool enabled);
 class NoGradGuard {
  public:
   NoGradGuard();

@@ -8,6 +8,7 @@ packages=(cmake pkg-config g++ make
           libhdf5-dev hdf5-tools              # checkpoints (+ h5dump)
           libinih-dev libcli11-dev            # INI configs, command line
           nlohmann-json3-dev libpcre2-dev     # JSON, Unicode regex for the tokenizer
+          libssl-dev                          # SHA-256 of data files and caches
           gnuplot-nox)                        # result plots
 missing=()
 for p in "${packages[@]}"; do

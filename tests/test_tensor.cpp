@@ -14,7 +14,7 @@ using test::random_tensor;
 
 // Naive element read through shape/strides/offset, independent of the library's copy loops.
 double at(const Tensor& t, const std::vector<int64_t>& idx) {
-  Tensor base = t.as_strided({t.storage()->nbytes() / int64_t(dtype_size(t.dtype()))}, {1}, 0);
+  Tensor base = t.as_strided({int64_t(t.storage()->nbytes() / dtype_size(t.dtype()))}, {1}, 0);
   auto all = base.to_vector<double>();
   int64_t off = t.offset();
   for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * t.strides()[d];

@@ -68,6 +68,29 @@ template <class F> void dispatch_all(DType t, F&& f) {
   }
 }
 
+// ---- block reductions (blockDim.x a multiple of 32; every thread gets the result) -------------------
+struct SumOp {
+  template <class A> __device__ A operator()(A a, A b) const { return a + b; }
+};
+struct MaxOp {
+  template <class A> __device__ A operator()(A a, A b) const { return a > b ? a : b; }
+};
+template <class A, class Op> __device__ __forceinline__ A warp_reduce(A v, Op op) {
+  for (int off = 16; off > 0; off >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+template <class A, class Op> __device__ A block_reduce(A v, Op op, A identity) {
+  __shared__ A partial[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_reduce(v, op);
+  __syncthreads();  // earlier readers of `partial` are done
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  return warp_reduce(lane < warps ? partial[lane] : identity, op);
+}
+template <class A> __device__ __forceinline__ A warp_sum(A v) { return warp_reduce(v, SumOp{}); }
+template <class A> __device__ __forceinline__ A block_sum(A v) { return block_reduce(v, SumOp{}, A(0)); }
+
 inline unsigned grid_for(int64_t n, int threads = kThreads) {
   int64_t blocks = (n + threads - 1) / threads;
   return unsigned(blocks < 65535 * 16 ? blocks : 65535 * 16);  // grid-stride loops cover the rest

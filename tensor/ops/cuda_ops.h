@@ -22,7 +22,8 @@ void compare_scalar(const Tensor& out, const Tensor& a, double s, CompareOp op);
 void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b);
 void dropout_mask(const Tensor& out, double p, uint64_t seed, uint64_t offset);
 
-// reduce.cu (x contiguous; reduce over the middle of the [outer, n, inner] view of x)
+// reduce.cu (x contiguous; reduce over the middle of the [outer, n, inner] view of x; out has
+// outer*inner elements). kind: 0 = sum, 1 = mean, 2 = max (values; NaN propagates).
 void reduce_dim(const Tensor& out, const Tensor& x, int64_t outer, int64_t n, int64_t inner, int kind);
 void argmax_dim(const Tensor& out, const Tensor& x, int64_t outer, int64_t n, int64_t inner);
 void sum_all(const Tensor& out, const Tensor& x);
