@@ -11,16 +11,8 @@
 namespace pt {
 namespace {
 
+using test::expect_error;
 using test::random_tensor;
-
-template <class F> void expect_error(F&& f, const std::string& needle) {
-  EXPECT_THROW(f(), Error);
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
-  }
-}
 
 constexpr int64_t kIgnore = -100;
 

@@ -9,16 +9,8 @@
 namespace pt {
 namespace {
 
+using test::expect_error;
 using test::random_tensor;
-
-template <class F> void expect_error(F&& f, const std::string& needle) {
-  EXPECT_THROW(f(), Error);
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
-  }
-}
 
 Tensor naive_embedding(const Tensor& w, const Tensor& ids) {
   const auto wv = w.to_vector<double>();

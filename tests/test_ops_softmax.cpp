@@ -9,16 +9,8 @@
 namespace pt {
 namespace {
 
+using test::expect_error;
 using test::random_tensor;
-
-template <class F> void expect_error(F&& f, const std::string& needle) {
-  EXPECT_THROW(f(), Error);
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
-  }
-}
 
 test::Tolerance tol_for(DType dt) { return dt == DType::f64 ? test::kF64 : test::kElementwiseF32; }
 

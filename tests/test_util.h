@@ -37,6 +37,16 @@ inline constexpr Tolerance kF64{1e-10, 1e-12};
 Tensor random_tensor(const Shape& shape, uint64_t seed, double lo = -1.0, double hi = 1.0,
                      DType dtype = DType::f32, Device device = Device::cpu);
 
+// f() must throw pt::Error whose message contains `needle` (so errors name the op and its arguments).
+template <class F> void expect_error(F&& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "expected a pt::Error containing \"" << needle << "\", but nothing was thrown";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
+  }
+}
+
 // Turns allocation poisoning on for the scope (outputs that are never written stay NaN).
 class PoisonScope {
  public:

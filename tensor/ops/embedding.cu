@@ -17,9 +17,7 @@
 namespace pt::cuda_ops {
 namespace {
 
-using pt::cuda::acc_t;
-using pt::cuda::load;
-using pt::cuda::store;
+using namespace pt::cuda;
 
 constexpr int64_t kMaxGrid = 65535 * 16;
 

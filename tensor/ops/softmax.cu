@@ -11,14 +11,7 @@
 namespace pt::cuda_ops {
 namespace {
 
-using pt::cuda::acc_t;
-using pt::cuda::load;
-using pt::cuda::store;
-using pt::cuda::block_reduce;
-using pt::cuda::block_sum;
-using pt::cuda::MaxOp;
-using pt::cuda::SumOp;
-using pt::cuda::warp_sum;
+using namespace pt::cuda;
 
 constexpr int64_t kMaxGrid = 65535 * 16;
 

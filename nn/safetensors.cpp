@@ -1,0 +1,370 @@
+#include "nn/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <tuple>
+
+namespace pt::nn {
+
+// The format is little-endian and this code moves raw bytes; a big-endian port would need byte swaps.
+static_assert(std::endian::native == std::endian::little, "safetensors I/O assumes a little-endian host");
+
+namespace {
+
+using nlohmann::json;
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the reference reader's limit
+
+struct StoredDType {
+  const char* name;
+  DType dtype;
+  size_t size;
+};
+constexpr StoredDType kStoredDTypes[] = {{"F16", DType::f16, 2}, {"BF16", DType::bf16, 2}, {"F32", DType::f32, 4},
+                                         {"F64", DType::f64, 8}, {"I32", DType::i32, 4},   {"I64", DType::i64, 8},
+                                         {"U8", DType::u8, 1},   {"BOOL", DType::u8, 1}};
+
+const StoredDType* find_stored_dtype(const std::string& name) {
+  for (const auto& d : kStoredDTypes)
+    if (name == d.name) return &d;
+  return nullptr;
+}
+
+std::string supported_dtype_list() {
+  std::string s;
+  for (const auto& d : kStoredDTypes) s += (s.empty() ? "" : ", ") + std::string(d.name);
+  return s;
+}
+
+std::string offsets_str(uint64_t b, uint64_t e) { return "[" + std::to_string(b) + ", " + std::to_string(e) + "]"; }
+
+template <class Out, class Load>
+void convert_loop(Out* out, int64_t n, Load load) {
+  for (int64_t i = 0; i < n; ++i) out[i] = load(i);
+}
+
+// Writes n elements of dtype dst; load(i) gives source element i as float (double for F64 data, so only a
+// narrowing target rounds; F64 -> F16 rounds twice, through float).
+template <class Load>
+void store_floats(DType dst, void* out, int64_t n, Load load) {
+  switch (dst) {
+    case DType::f32:
+      return convert_loop(static_cast<float*>(out), n, [&](int64_t i) { return float(load(i)); });
+    case DType::f64:
+      return convert_loop(static_cast<double*>(out), n, [&](int64_t i) { return double(load(i)); });
+    case DType::f16:
+      return convert_loop(static_cast<uint16_t*>(out), n, [&](int64_t i) { return float_to_f16(float(load(i))); });
+    case DType::bf16:
+      return convert_loop(static_cast<uint16_t*>(out), n, [&](int64_t i) { return float_to_bf16(float(load(i))); });
+    default:
+      PT_FAIL("safetensors: internal error: not a floating dtype");
+  }
+}
+
+// Unaligned little-endian load (the data section has no alignment guarantee in files from other writers).
+template <class T>
+T load_at(const uint8_t* p, int64_t i) {
+  T v;
+  std::memcpy(&v, p + i * int64_t(sizeof(T)), sizeof(T));
+  return v;
+}
+
+void write_all(int fd, const void* data, size_t n, const std::string& path) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    PT_CHECK(w > 0, "write_safetensors ", path, ": write failed: ", std::strerror(errno));
+    p += w;
+    n -= size_t(w);
+  }
+}
+
+}  // namespace
+
+const char* safetensors_dtype_name(DType t) {
+  for (const auto& d : kStoredDTypes)
+    if (d.dtype == t) return d.name;  // u8 -> "U8" (first match), never "BOOL"
+  PT_FAIL("safetensors: dtype ", dtype_name(t), " has no safetensors name");
+}
+
+SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
+  if (this != &o) {
+    close();
+    path_ = std::move(o.path_);
+    base_ = std::exchange(o.base_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    data_start_ = o.data_start_;
+    entries_ = std::move(o.entries_);
+    metadata_ = std::move(o.metadata_);
+    o.path_.clear();
+  }
+  return *this;
+}
+
+void SafetensorsFile::close() {
+  if (base_) ::munmap(base_, size_);
+  base_ = nullptr;
+  size_ = 0;
+  data_start_ = 0;
+  path_.clear();
+  entries_.clear();
+  metadata_.clear();
+}
+
+void SafetensorsFile::open(const std::string& path) {
+  close();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  PT_CHECK(fd >= 0, "safetensors ", path, ": cannot open: ", std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    PT_FAIL("safetensors ", path, ": not a regular file");
+  }
+  const uint64_t size = uint64_t(st.st_size);
+  if (size < 8) {
+    ::close(fd);
+    PT_FAIL("safetensors ", path, ": file is ", size, " bytes, shorter than the 8-byte header length");
+  }
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int map_errno = errno;
+  ::close(fd);  // the mapping keeps the file alive
+  PT_CHECK(p != MAP_FAILED, "safetensors ", path, ": mmap failed: ", std::strerror(map_errno));
+  base_ = p;
+  size_ = size;
+  path_ = path;
+  const uint8_t* bytes = static_cast<const uint8_t*>(base_);
+
+  // Any failure below must leave the object closed: validate in a lambda and unmap on error.
+  auto validate = [&] {
+    uint64_t n = 0;
+    std::memcpy(&n, bytes, 8);
+    PT_CHECK(n <= kMaxHeaderBytes, "safetensors ", path, ": header length ", n, " is over the limit of ",
+             kMaxHeaderBytes, " bytes (not a safetensors file, or corrupt)");
+    PT_CHECK(n <= size - 8, "safetensors ", path, ": truncated: header says ", n, " bytes but the file has ", size - 8,
+             " bytes after the 8-byte length");
+    data_start_ = 8 + n;
+
+    // Parse, noting duplicate top-level keys (nlohmann would silently keep the last one).
+    std::string duplicate;
+    std::set<std::string> seen;
+    json header;
+    try {
+      header = json::parse(bytes + 8, bytes + 8 + n, [&](int depth, json::parse_event_t ev, json& parsed) {
+        if (ev == json::parse_event_t::key && depth == 1 && !seen.insert(parsed.get<std::string>()).second)
+          duplicate = parsed.get<std::string>();
+        return true;
+      });
+    } catch (const json::exception& e) {
+      PT_FAIL("safetensors ", path, ": header is not valid UTF-8 JSON: ", e.what());
+    }
+    PT_CHECK(header.is_object(), "safetensors ", path, ": header must be a JSON object, found ", header.type_name());
+    PT_CHECK(duplicate.empty(), "safetensors ", path, ": tensor ", duplicate, " appears twice in the header");
+
+    for (auto& [name, v] : header.items()) {
+      if (name == "__metadata__") {
+        PT_CHECK(v.is_object(), "safetensors ", path, ": __metadata__ must be an object of strings, found ",
+                 v.type_name());
+        for (auto& [k, s] : v.items()) {
+          PT_CHECK(s.is_string(), "safetensors ", path, ": __metadata__ key ", k, " must be a string, found ",
+                   s.type_name());
+          metadata_[k] = s.get<std::string>();
+        }
+        continue;
+      }
+      const std::string where = "safetensors " + path + ": tensor " + name + ": ";
+      PT_CHECK(v.is_object(), where, "header entry must be an object, found ", v.type_name());
+      auto dt = v.find("dtype"), sh = v.find("shape"), off = v.find("data_offsets");
+      PT_CHECK(dt != v.end() && dt->is_string(), where, "missing or non-string \"dtype\"");
+      const StoredDType* stored = find_stored_dtype(dt->get<std::string>());
+      PT_CHECK(stored, where, "unsupported dtype ", dt->get<std::string>(), " (supported: ", supported_dtype_list(),
+               ")");
+      PT_CHECK(sh != v.end() && sh->is_array(), where, "missing \"shape\" list");
+      Entry e;
+      e.info.dtype = stored->dtype;
+      e.info.stored_dtype = stored->name;
+      uint64_t nbytes = stored->size;
+      for (auto& d : *sh) {
+        PT_CHECK(d.is_number_unsigned(), where, "shape must hold non-negative integers, found ", sh->dump());
+        uint64_t dim = d.get<uint64_t>();
+        PT_CHECK(dim <= uint64_t(INT64_MAX) && !__builtin_mul_overflow(nbytes, dim, &nbytes), where, "shape ",
+                 sh->dump(), " is too large");
+        e.info.shape.push_back(int64_t(dim));
+      }
+      PT_CHECK(off != v.end() && off->is_array() && off->size() == 2 && (*off)[0].is_number_unsigned() &&
+                   (*off)[1].is_number_unsigned(),
+               where, "\"data_offsets\" must be [begin, end] with non-negative integers, found ",
+               off == v.end() ? std::string("nothing") : off->dump());
+      e.begin = (*off)[0].get<uint64_t>();
+      e.end = (*off)[1].get<uint64_t>();
+      PT_CHECK(e.begin <= e.end, where, "data_offsets ", offsets_str(e.begin, e.end), " end before they begin");
+      PT_CHECK(e.end - e.begin == nbytes, where, "data_offsets ", offsets_str(e.begin, e.end), " hold ",
+               e.end - e.begin, " bytes but ", stored->name, " ", shape_str(e.info.shape), " needs ", nbytes);
+      entries_.emplace(name, std::move(e));
+    }
+
+    // Sorted by offset, the tensors must tile the data section exactly: no overlap, no gap, no slack.
+    std::vector<std::tuple<uint64_t, uint64_t, const std::string*>> order;
+    for (auto& [name, e] : entries_) order.emplace_back(e.begin, e.end, &name);
+    std::sort(order.begin(), order.end());
+    uint64_t expected = 0;
+    const std::string* prev = nullptr;
+    for (auto& [b, e, name] : order) {
+      PT_CHECK(b == expected, "safetensors ", path, ": tensor ", *name, ": data_offsets ", offsets_str(b, e),
+               b < expected ? " overlap " : " leave a gap after ",
+               prev ? "tensor " + *prev : std::string("the start of the data"), " (expected begin ", expected, ")");
+      expected = e;
+      prev = name;
+    }
+    PT_CHECK(expected == size - data_start_, "safetensors ", path, ": truncated or padded: the header describes ",
+             expected, " bytes of tensor data but the file has ", size - data_start_, " after the ", n, "-byte header");
+  };
+  try {
+    validate();
+  } catch (...) {
+    close();
+    throw;
+  }
+}
+
+std::vector<std::string> SafetensorsFile::names() const {
+  std::vector<std::string> out;
+  for (auto& kv : entries_) out.push_back(kv.first);
+  return out;
+}
+
+const SafetensorsFile::Entry& SafetensorsFile::entry(const std::string& name) const {
+  auto it = entries_.find(name);
+  PT_CHECK(it != entries_.end(), "safetensors ", path_, ": no tensor named ", name, " (the file has ", entries_.size(),
+           " tensors)");
+  return it->second;
+}
+
+SafetensorsInfo SafetensorsFile::info(const std::string& name) const { return entry(name).info; }
+
+void SafetensorsFile::convert_to_host(const Entry& e, const std::string& name, DType dtype, void* out) const {
+  const uint8_t* src = static_cast<const uint8_t*>(base_) + data_start_ + e.begin;
+  const int64_t n = shape_numel(e.info.shape);
+  const DType stored = e.info.dtype;
+  if (stored == dtype) {
+    if (n > 0) std::memcpy(out, src, e.end - e.begin);
+    return;
+  }
+  PT_CHECK(is_floating(stored) && is_floating(dtype), "safetensors ", path_, ": tensor ", name, " is stored as ",
+           e.info.stored_dtype, " and cannot be read as ", dtype_name(dtype),
+           " (only floating data converts between dtypes)");
+  switch (stored) {
+    case DType::f16:
+      return store_floats(dtype, out, n, [&](int64_t i) { return f16_to_float(load_at<uint16_t>(src, i)); });
+    case DType::bf16:
+      return store_floats(dtype, out, n, [&](int64_t i) { return bf16_to_float(load_at<uint16_t>(src, i)); });
+    case DType::f32:
+      return store_floats(dtype, out, n, [&](int64_t i) { return load_at<float>(src, i); });
+    case DType::f64:
+      return store_floats(dtype, out, n, [&](int64_t i) { return load_at<double>(src, i); });
+    default:
+      PT_FAIL("safetensors: internal error: unexpected stored dtype");
+  }
+}
+
+// Drop the mapped pages of a tensor once it has been converted, so loading a whole model keeps the resident
+// set near one tensor beyond the destination (the pages stay in the page cache and are re-read if needed).
+void SafetensorsFile::release_pages(const Entry& e) const {
+  constexpr uint64_t kMinBytes = 1 << 20;  // small tensors are not worth the syscall
+  if (e.end - e.begin < kMinBytes) return;
+  const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  const uint64_t first = (data_start_ + e.begin) / page * page;
+  ::madvise(static_cast<uint8_t*>(base_) + first, data_start_ + e.end - first, MADV_DONTNEED);
+}
+
+Tensor SafetensorsFile::read(const std::string& name, DType dtype, Device device) const {
+  const Entry& e = entry(name);
+  Tensor out = Tensor::empty(e.info.shape, dtype, Device::cpu);
+  convert_to_host(e, name, dtype, out.data_ptr());
+  release_pages(e);
+  return out.to(device);
+}
+
+void SafetensorsFile::read_into(const std::string& name, const Tensor& dst) const {
+  const Entry& e = entry(name);
+  PT_CHECK(dst.defined(), "safetensors ", path_, ": tensor ", name, ": read_into an undefined tensor");
+  PT_CHECK(dst.shape() == e.info.shape, "safetensors ", path_, ": tensor ", name, ": expected shape ",
+           shape_str(dst.shape()), " but the file has ", shape_str(e.info.shape));
+  if (dst.device() == Device::cpu && dst.is_contiguous()) {
+    convert_to_host(e, name, dst.dtype(), dst.data_ptr());
+  } else {
+    Tensor tmp = Tensor::empty(e.info.shape, dst.dtype(), Device::cpu);  // the one host copy of this tensor
+    convert_to_host(e, name, dst.dtype(), tmp.data_ptr());
+    Tensor(dst).copy_(tmp);
+  }
+  release_pages(e);
+}
+
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) {
+    header["__metadata__"] = nlohmann::ordered_json::object();
+    for (auto& [k, v] : metadata) header["__metadata__"][k] = v;
+  }
+  std::set<std::string> seen;
+  uint64_t offset = 0;
+  for (auto& [name, t] : tensors) {
+    PT_CHECK(!name.empty() && name != "__metadata__", "write_safetensors ", path, ": invalid tensor name '", name, "'");
+    PT_CHECK(seen.insert(name).second, "write_safetensors ", path, ": tensor ", name, " is given twice");
+    PT_CHECK(t.defined(), "write_safetensors ", path, ": tensor ", name, " is undefined");
+    header[name] = {{"dtype", safetensors_dtype_name(t.dtype())},
+                    {"shape", t.shape()},
+                    {"data_offsets", {offset, offset + t.nbytes()}}};
+    offset += t.nbytes();
+  }
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const nlohmann::json::exception& e) {
+    PT_FAIL("write_safetensors ", path, ": a tensor name or metadata entry is not valid UTF-8: ", e.what());
+  }
+  text.append((8 - text.size() % 8) % 8, ' ');  // the data section then starts 8-byte aligned
+
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  PT_CHECK(fd >= 0, "write_safetensors ", path, ": cannot create ", tmp, ": ", std::strerror(errno));
+  try {
+    const uint64_t n = text.size();
+    write_all(fd, &n, 8, path);
+    write_all(fd, text.data(), text.size(), path);
+    for (auto& [name, t] : tensors) {
+      Tensor c = t.to(Device::cpu).contiguous();  // one tensor at a time: never the whole set in memory
+      if (c.nbytes() > 0) write_all(fd, c.data_ptr(), c.nbytes(), path);
+    }
+    PT_CHECK(::fsync(fd) == 0, "write_safetensors ", path, ": fsync failed: ", std::strerror(errno));
+    const int rc = ::close(fd);
+    fd = -1;
+    PT_CHECK(rc == 0, "write_safetensors ", path, ": close failed: ", std::strerror(errno));
+    PT_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "write_safetensors ", path, ": rename from ", tmp,
+             " failed: ", std::strerror(errno));
+  } catch (...) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  // Make the rename itself durable.
+  std::string folder = std::filesystem::path(path).parent_path().string();
+  int dfd = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  PT_CHECK(dfd >= 0, "write_safetensors ", path, ": cannot open folder ", folder,
+           " to fsync it: ", std::strerror(errno));
+  const int rc = ::fsync(dfd);
+  ::close(dfd);
+  PT_CHECK(rc == 0, "write_safetensors ", path, ": fsync of folder ", folder, " failed: ", std::strerror(errno));
+}
+
+}  // namespace pt::nn

@@ -1,0 +1,246 @@
+#include "opt/hf_checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "tensor/error.h"
+
+namespace pt::opt {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const char* const kEmbed = "model.decoder.embed_tokens.weight";
+const char* const kLmHead = "lm_head.weight";
+
+json read_json_file(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  PT_CHECK(in, what, " ", path, ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  try {
+    json j = json::parse(ss.str());
+    PT_CHECK(j.is_object(), what, " ", path, ": must be a JSON object, found ", j.type_name());
+    return j;
+  } catch (const json::parse_error& e) {
+    PT_FAIL(what, " ", path, ": not valid JSON: ", e.what());
+  }
+}
+
+// Typed access to config.json keys; a missing key takes `def` (null counts as missing, as in HF's
+// OPTConfig where word_embed_proj_dim=None means hidden_size), else it is an error naming the key.
+class ConfigReader {
+ public:
+  ConfigReader(const json& j, const std::string& path) : j_(j), where_("HF config " + path + ": ") {}
+
+  int64_t integer(const char* key, std::optional<int64_t> def = std::nullopt) const {
+    const json* v = find(key, def.has_value());
+    if (!v) return *def;
+    PT_CHECK(v->is_number_integer(), where_, "key \"", key, "\" must be an integer, found ", v->dump());
+    return v->get<int64_t>();
+  }
+  double number(const char* key, double def) const {
+    const json* v = find(key, true);
+    if (!v) return def;
+    PT_CHECK(v->is_number(), where_, "key \"", key, "\" must be a number, found ", v->dump());
+    return v->get<double>();
+  }
+  bool boolean(const char* key, bool def) const {
+    const json* v = find(key, true);
+    if (!v) return def;
+    PT_CHECK(v->is_boolean(), where_, "key \"", key, "\" must be true or false, found ", v->dump());
+    return v->get<bool>();
+  }
+  std::string string(const char* key, const std::string& def) const {
+    const json* v = find(key, true);
+    if (!v) return def;
+    PT_CHECK(v->is_string(), where_, "key \"", key, "\" must be a string, found ", v->dump());
+    return v->get<std::string>();
+  }
+  const std::string& where() const { return where_; }
+
+ private:
+  const json* find(const char* key, bool optional) const {
+    auto it = j_.find(key);
+    if (it == j_.end() || it->is_null()) {
+      PT_CHECK(optional, where_, "missing key \"", key, "\"");
+      return nullptr;
+    }
+    return &*it;
+  }
+  const json& j_;
+  std::string where_;
+};
+
+}  // namespace
+
+OptConfig read_hf_config(const std::string& path) {
+  const json j = read_json_file(path, "HF config");
+  ConfigReader r(j, path);
+  const std::string model_type = r.string("model_type", "opt");
+  PT_CHECK(model_type == "opt", r.where(), "model_type is \"", model_type, "\", expected \"opt\"");
+  const std::string activation = r.string("activation_function", "relu");
+  PT_CHECK(activation == "relu", r.where(), "activation_function is \"", activation,
+           "\" but OPT models here support only \"relu\"");
+
+  OptConfig c;
+  std::string folder = fs::path(path).parent_path().filename().string();
+  c.name = r.string("_name_or_path", folder.empty() ? "hf-checkpoint" : folder);
+  c.vocab_size = r.integer("vocab_size");
+  c.hidden_size = r.integer("hidden_size");
+  c.num_hidden_layers = r.integer("num_hidden_layers");
+  c.ffn_dim = r.integer("ffn_dim");
+  c.num_attention_heads = r.integer("num_attention_heads");
+  c.max_position_embeddings = r.integer("max_position_embeddings");
+  c.word_embed_proj_dim = r.integer("word_embed_proj_dim", c.hidden_size);
+  c.do_layer_norm_before = r.boolean("do_layer_norm_before", true);
+  c.remove_final_layer_norm = r.boolean("_remove_final_layer_norm", false);
+  c.enable_bias = r.boolean("enable_bias", true);
+  c.dropout = r.number("dropout", 0.1);
+  c.attention_dropout = r.number("attention_dropout", 0.0);
+  c.init_std = r.number("init_std", 0.02);
+  c.pad_token_id = r.integer("pad_token_id", 1);
+  c.bos_token_id = r.integer("bos_token_id", 2);
+  c.eos_token_id = r.integer("eos_token_id", 2);
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    PT_FAIL(r.where(), e.what());
+  }
+  return c;
+}
+
+std::string canonical_opt_name(const std::string& s) {
+  auto starts = [&](const char* p) { return s.rfind(p, 0) == 0; };
+  if (starts("model.decoder.") || s == kLmHead) return s;
+  if (starts("decoder.")) return "model." + s;  // opt-350m style
+  for (const char* p :
+       {"layers.", "embed_tokens.", "embed_positions.", "final_layer_norm.", "project_in.", "project_out."})
+    if (starts(p)) return "model.decoder." + s;  // fully stripped (FlexGen style)
+  return s;
+}
+
+void HfCheckpoint::open(const std::string& dir) {
+  HfCheckpoint ck;  // built aside so a failure leaves *this untouched
+  ck.dir_ = dir;
+  const fs::path d(dir);
+  PT_CHECK(fs::is_directory(d), "checkpoint ", dir, ": no such folder");
+  const fs::path config = d / "config.json";
+  PT_CHECK(fs::is_regular_file(config), "checkpoint ", dir, ": missing config.json (expected ", config.string(), ")");
+  ck.config_ = read_hf_config(config.string());
+
+  auto add = [&](const std::string& stored, size_t file) {
+    const std::string canon = canonical_opt_name(stored);
+    auto [it, inserted] = ck.sources_.emplace(canon, Source{file, stored});
+    PT_CHECK(inserted, "checkpoint ", dir, ": tensors ", it->second.stored_name, " and ", stored, " both map to ",
+             canon);
+  };
+  const fs::path single = d / "model.safetensors", index = d / "model.safetensors.index.json";
+  if (fs::exists(single)) {
+    ck.files_.push_back(std::make_unique<nn::SafetensorsFile>(single.string()));
+    for (const auto& name : ck.files_[0]->names()) add(name, 0);
+  } else if (fs::exists(index)) {
+    const json j = read_json_file(index.string(), "checkpoint index");
+    auto wm = j.find("weight_map");
+    PT_CHECK(wm != j.end() && wm->is_object(), "checkpoint index ", index.string(), ": missing \"weight_map\" object");
+    std::map<std::string, size_t> shard_index;  // each shard opened once
+    for (auto& [name, file] : wm->items()) {
+      PT_CHECK(file.is_string(), "checkpoint index ", index.string(), ": weight_map entry for ", name,
+               " must be a file name, found ", file.dump());
+      const std::string shard = file.get<std::string>();
+      auto it = shard_index.find(shard);
+      if (it == shard_index.end()) {
+        const fs::path p = d / shard;
+        PT_CHECK(fs::is_regular_file(p), "checkpoint ", dir, ": shard ", p.string(), " (listed for tensor ", name,
+                 " in model.safetensors.index.json) is missing");
+        ck.files_.push_back(std::make_unique<nn::SafetensorsFile>(p.string()));
+        it = shard_index.emplace(shard, ck.files_.size() - 1).first;
+      }
+      PT_CHECK(ck.files_[it->second]->has(name), "checkpoint ", dir, ": model.safetensors.index.json puts tensor ",
+               name, " in ", shard, " but that file has no such tensor");
+      add(name, it->second);
+    }
+  } else {
+    const bool has_bin = fs::exists(d / "pytorch_model.bin") || fs::exists(d / "pytorch_model.bin.index.json");
+    PT_FAIL("checkpoint ", dir, ": no weights: expected ", single.string(), " or ", index.string(),
+            has_bin ? " (the folder has PyTorch .bin weights: convert them with scripts/convert_bin_to_safetensors.py)"
+                    : "");
+  }
+
+  // The LM head is tied to the token embedding; files usually store it once, under the embedding's name.
+  auto embed = ck.sources_.find(kEmbed);
+  if (embed != ck.sources_.end()) {
+    auto head = ck.sources_.find(kLmHead);
+    if (head == ck.sources_.end()) {
+      ck.sources_.emplace(kLmHead, embed->second);
+    } else {
+      const Shape hs = ck.info(kLmHead).shape, es = ck.info(kEmbed).shape;
+      PT_CHECK(hs == es, "checkpoint ", dir, ": lm_head.weight has shape ", shape_str(hs), " but ", kEmbed, " has ",
+               shape_str(es), " (they are tied and must match)");
+    }
+  }
+  *this = std::move(ck);
+}
+
+std::vector<std::string> HfCheckpoint::canonical_names() const {
+  std::vector<std::string> out;
+  for (auto& kv : sources_) out.push_back(kv.first);
+  return out;
+}
+
+const HfCheckpoint::Source& HfCheckpoint::source(const std::string& canonical) const {
+  auto it = sources_.find(canonical);
+  PT_CHECK(it != sources_.end(), "checkpoint ", dir_, ": no tensor ", canonical, " (the checkpoint has ",
+           sources_.size(), " tensors)");
+  return it->second;
+}
+
+nn::SafetensorsInfo HfCheckpoint::info(const std::string& canonical) const {
+  const Source& s = source(canonical);
+  return files_[s.file]->info(s.stored_name);
+}
+
+void HfCheckpoint::read_into(const std::string& canonical, const Tensor& dst) const {
+  const Source& s = source(canonical);
+  const Shape stored = files_[s.file]->info(s.stored_name).shape;
+  PT_CHECK(dst.defined() && dst.shape() == stored, "checkpoint ", dir_, ": tensor ", canonical, ": expected shape ",
+           dst.defined() ? shape_str(dst.shape()) : std::string("(undefined tensor)"), " but the file has ",
+           shape_str(stored), " (stored as ", s.stored_name, " in ", files_[s.file]->path(), ")");
+  files_[s.file]->read_into(s.stored_name, dst);
+}
+
+Tensor HfCheckpoint::read(const std::string& canonical, DType dtype, Device device) const {
+  const Source& s = source(canonical);
+  return files_[s.file]->read(s.stored_name, dtype, device);
+}
+
+void HfCheckpoint::check_matches(const OptConfig& preset) const {
+  if (config_.same_architecture(preset)) return;
+  const OptConfig& c = config_;
+  auto b = [](bool v) { return std::string(v ? "true" : "false"); };
+  auto i = [](int64_t v) { return std::to_string(v); };
+  // HF key names, in the order same_architecture() compares them.
+  const std::vector<std::tuple<const char*, std::string, std::string>> fields = {
+      {"vocab_size", i(c.vocab_size), i(preset.vocab_size)},
+      {"hidden_size", i(c.hidden_size), i(preset.hidden_size)},
+      {"num_hidden_layers", i(c.num_hidden_layers), i(preset.num_hidden_layers)},
+      {"ffn_dim", i(c.ffn_dim), i(preset.ffn_dim)},
+      {"num_attention_heads", i(c.num_attention_heads), i(preset.num_attention_heads)},
+      {"max_position_embeddings", i(c.max_position_embeddings), i(preset.max_position_embeddings)},
+      {"word_embed_proj_dim", i(c.word_embed_proj_dim), i(preset.word_embed_proj_dim)},
+      {"do_layer_norm_before", b(c.do_layer_norm_before), b(preset.do_layer_norm_before)},
+      {"_remove_final_layer_norm", b(c.remove_final_layer_norm), b(preset.remove_final_layer_norm)},
+      {"enable_bias", b(c.enable_bias), b(preset.enable_bias)},
+  };
+  for (auto& [key, mine, theirs] : fields)
+    PT_CHECK(mine == theirs, "checkpoint ", dir_, ": config.json has ", key, "=", mine, " but preset ", preset.name,
+             " has ", theirs);
+  PT_FAIL("checkpoint ", dir_, ": config.json describes ", c.describe(), " but preset is ", preset.describe());
+}
+
+}  // namespace pt::opt
