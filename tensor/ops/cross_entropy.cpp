@@ -3,10 +3,11 @@
 //   loss_r = lse_r - logits[r, t_r] for rows with t_r != ignore_index; lse_r = log sum_j exp(logits[r, j])
 //   mean: sum_r loss_r / count (0 when count == 0), sum: sum_r loss_r
 //   d logits[r, j] = scale * (exp(logits[r, j] - lse_r) - [j == t_r]), scale = grad / count (mean) or grad
-// and ignored rows get a zero gradient. The CPU works in double.
+// and ignored rows get a zero gradient. The CPU takes exponentials in the input type and sums in double.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 #include <type_traits>
 
 #include "tensor/ops.h"
@@ -41,19 +42,26 @@ void check_target(const char* op, int64_t t, int64_t r, int64_t v, int64_t ignor
 template <class T, class S>
 double cpu_cross_entropy(const T* x, const int64_t* t, S* lse, int64_t n, int64_t v, int64_t ignore_index,
                          int64_t& count, const Tensor& logits) {
+  for (int64_t r = 0; r < n; ++r) check_target("cross_entropy", t[r], r, v, ignore_index, logits);
+  // Exponentials in T, sums in double; rows in parallel, then the row losses are added in row order so
+  // the result does not depend on the number of threads.
+  std::vector<double> row_loss(size_t(n), 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    const T* xr = x + r * v;
+    T m = -std::numeric_limits<T>::infinity();
+    for (int64_t j = 0; j < v; ++j) m = std::max(m, xr[j]);
+    double s = 0;
+    for (int64_t j = 0; j < v; ++j) s += double(std::exp(xr[j] - m));
+    const double l = double(m) + std::log(s);
+    lse[r] = S(l);
+    if (t[r] != ignore_index) row_loss[size_t(r)] = l - double(xr[t[r]]);
+  }
   double total = 0;
   count = 0;
   for (int64_t r = 0; r < n; ++r) {
-    const T* xr = x + r * v;
-    double m = -std::numeric_limits<double>::infinity();
-    for (int64_t j = 0; j < v; ++j) m = std::max(m, double(xr[j]));
-    double s = 0;
-    for (int64_t j = 0; j < v; ++j) s += std::exp(double(xr[j]) - m);
-    const double l = m + std::log(s);
-    lse[r] = S(l);
-    check_target("cross_entropy", t[r], r, v, ignore_index, logits);
     if (t[r] == ignore_index) continue;
-    total += l - double(xr[t[r]]);
+    total += row_loss[size_t(r)];
     ++count;
   }
   return total;
@@ -62,6 +70,7 @@ double cpu_cross_entropy(const T* x, const int64_t* t, S* lse, int64_t n, int64_
 template <class T, class S>
 void cpu_cross_entropy_backward(const T* x, const int64_t* t, const S* lse, T* dx, int64_t n, int64_t v,
                                 int64_t ignore_index, double scale) {
+#pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < n; ++r) {
     const T* xr = x + r * v;
     T* dr = dx + r * v;
@@ -70,7 +79,9 @@ void cpu_cross_entropy_backward(const T* x, const int64_t* t, const S* lse, T* d
       continue;
     }
     const double l = double(lse[r]);
-    for (int64_t j = 0; j < v; ++j) dr[j] = T(scale * (std::exp(double(xr[j]) - l) - (j == t[r] ? 1.0 : 0.0)));
+    const T lt = T(l), sc = T(scale);
+    for (int64_t j = 0; j < v; ++j) dr[j] = sc * std::exp(xr[j] - lt);
+    dr[t[r]] -= sc;
   }
 }
 

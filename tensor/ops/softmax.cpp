@@ -1,5 +1,5 @@
 // Softmax and log-softmax over the last dim, and their backwards: validation + dispatch and the CPU
-// reference (ops/softmax.cu is the CUDA side). The CPU works row by row in double.
+// reference (ops/softmax.cu is the CUDA side). The CPU works row by row: exponentials in the input type, sums in double.
 //
 // Causal masking (softmax only): the last two dims are (Tq, Tk) and query i sees keys j <= i + (Tk - Tq),
 // i.e. the queries are the last Tq positions of a Tk-long sequence (decoding with a KV cache). Masked
@@ -42,25 +42,29 @@ inline int64_t visible_keys(int64_t r, int64_t n, int64_t tq, bool causal) {
 
 template <class T>
 void cpu_softmax_rows(const T* x, T* y, int64_t rows, int64_t n, int64_t tq, bool causal, bool log_out) {
+  // Exponentials in T (float exp is several times cheaper than double), sums in double; rows in parallel.
+#pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * n;
     T* yr = y + r * n;
     const int64_t valid = visible_keys(r, n, tq, causal);
-    double m = -std::numeric_limits<double>::infinity();
-    for (int64_t j = 0; j < valid; ++j) m = std::max(m, double(xr[j]));
+    T m = -std::numeric_limits<T>::infinity();
+    for (int64_t j = 0; j < valid; ++j) m = std::max(m, xr[j]);
     double s = 0;
-    for (int64_t j = 0; j < valid; ++j) s += std::exp(double(xr[j]) - m);
+    for (int64_t j = 0; j < valid; ++j) s += double(std::exp(xr[j] - m));
     if (log_out) {
-      const double lse = m + std::log(s);
+      const double lse = double(m) + std::log(s);
       for (int64_t j = 0; j < n; ++j) yr[j] = T(double(xr[j]) - lse);
     } else {
-      for (int64_t j = 0; j < n; ++j) yr[j] = j < valid ? T(std::exp(double(xr[j]) - m) / s) : T(0);
+      const T inv = T(1.0 / s);
+      for (int64_t j = 0; j < n; ++j) yr[j] = j < valid ? std::exp(xr[j] - m) * inv : T(0);
     }
   }
 }
 
 template <class T>
 void cpu_softmax_backward_rows(const T* y, const T* g, T* dx, int64_t rows, int64_t n, bool log_out) {
+#pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     const T* yr = y + r * n;
     const T* gr = g + r * n;
@@ -68,7 +72,7 @@ void cpu_softmax_backward_rows(const T* y, const T* g, T* dx, int64_t rows, int6
     double acc = 0;  // softmax: sum(g*y); log-softmax: sum(g)
     for (int64_t j = 0; j < n; ++j) acc += log_out ? double(gr[j]) : double(gr[j]) * double(yr[j]);
     for (int64_t j = 0; j < n; ++j)
-      dr[j] = log_out ? T(double(gr[j]) - std::exp(double(yr[j])) * acc) : T(double(yr[j]) * (double(gr[j]) - acc));
+      dr[j] = log_out ? T(double(gr[j]) - double(std::exp(yr[j])) * acc) : T(double(yr[j]) * (double(gr[j]) - acc));
   }
 }
 
