@@ -9,6 +9,10 @@
 
 namespace pt::cpu {
 
+// Row loops go parallel (OpenMP) only above this many elements: below it, waking threads costs more than
+// the work, and far more when the cores are busy.
+inline constexpr int64_t kParallelMinElements = int64_t(1) << 16;
+
 // Calls f(i0, i1, ..., iN-1) with element offsets (not bytes) into each operand, in row-major
 // order of `shape`. `strides[k]` are operand k's strides already expanded to `shape`.
 template <size_t N, class F>

@@ -12,6 +12,7 @@
 
 #include "tensor/ops.h"
 #include "tensor/ops/checks.h"
+#include "tensor/ops/cpu_loops.h"
 #include "tensor/ops/dispatch.h"
 #if PT_CUDA
 #include "tensor/ops/cuda_ops.h"
@@ -46,7 +47,7 @@ double cpu_cross_entropy(const T* x, const int64_t* t, S* lse, int64_t n, int64_
   // Exponentials in T, sums in double; rows in parallel, then the row losses are added in row order so
   // the result does not depend on the number of threads.
   std::vector<double> row_loss(size_t(n), 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * v >= cpu::kParallelMinElements)
   for (int64_t r = 0; r < n; ++r) {
     const T* xr = x + r * v;
     T m = -std::numeric_limits<T>::infinity();
@@ -70,7 +71,7 @@ double cpu_cross_entropy(const T* x, const int64_t* t, S* lse, int64_t n, int64_
 template <class T, class S>
 void cpu_cross_entropy_backward(const T* x, const int64_t* t, const S* lse, T* dx, int64_t n, int64_t v,
                                 int64_t ignore_index, double scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * v >= cpu::kParallelMinElements)
   for (int64_t r = 0; r < n; ++r) {
     const T* xr = x + r * v;
     T* dr = dx + r * v;

@@ -11,6 +11,7 @@
 
 #include "tensor/ops.h"
 #include "tensor/ops/checks.h"
+#include "tensor/ops/cpu_loops.h"
 #include "tensor/ops/dispatch.h"
 #if PT_CUDA
 #include "tensor/ops/cuda_ops.h"
@@ -43,7 +44,7 @@ inline int64_t visible_keys(int64_t r, int64_t n, int64_t tq, bool causal) {
 template <class T>
 void cpu_softmax_rows(const T* x, T* y, int64_t rows, int64_t n, int64_t tq, bool causal, bool log_out) {
   // Exponentials in T (float exp is several times cheaper than double), sums in double; rows in parallel.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * n >= cpu::kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * n;
     T* yr = y + r * n;
@@ -64,7 +65,7 @@ void cpu_softmax_rows(const T* x, T* y, int64_t rows, int64_t n, int64_t tq, boo
 
 template <class T>
 void cpu_softmax_backward_rows(const T* y, const T* g, T* dx, int64_t rows, int64_t n, bool log_out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * n >= cpu::kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     const T* yr = y + r * n;
     const T* gr = g + r * n;

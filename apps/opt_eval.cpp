@@ -1,0 +1,118 @@
+// opt_eval: WikiText-2 perplexity (SparseGPT's protocol) and text generation for an OPT model, so a person
+// can check a checkpoint and see what it writes.
+//   opt_eval --model path/to/hf-opt-125m --ppl
+//   opt_eval --model path/to/hf-opt-125m --prompt "The capital of France is" --max-new-tokens 20
+//   opt_eval --model tiny --ppl --seqlen 64 --windows 8        (a preset: random weights, for a smoke test)
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "corpus/token_cache.h"
+#include "corpus/tokenizer.h"
+#include "corpus/wikitext.h"
+#include "opt/generate.h"
+#include "opt/model.h"
+#include "opt/perplexity.h"
+
+using namespace pt;
+
+namespace {
+
+// Tokenises the test evaluation string once and caches the ids beside the data (rebuilt when stale).
+std::vector<int32_t> wikitext_test_tokens(const corpus::Gpt2Tokenizer& tok, const std::string& data_dir,
+                                          const std::string& cache_dir) {
+  corpus::WikiTextFile test = corpus::read_wikitext_split(corpus::default_wikitext_path(data_dir, corpus::WikiTextSplit::Test),
+                                                          corpus::WikiTextSplit::Test);
+  if (!test.warning.empty()) std::fprintf(stderr, "warning: %s\n", test.warning.c_str());
+  std::string text = corpus::sparsegpt_eval_text(test);
+  corpus::TokenCacheKey key{tok.files_sha256(), corpus::sha256_hex(text)};
+  std::filesystem::create_directories(cache_dir);
+  const std::string cache = cache_dir + "/wikitext2-test.tokens";
+  corpus::TokenCacheMiss miss;
+  if (auto ids = corpus::load_token_cache(cache, key, &miss)) return *ids;
+  std::vector<int32_t> ids = tok.encode(text);
+  corpus::save_token_cache(cache, key, ids);
+  return ids;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  CLI::App app{"OPT perplexity (SparseGPT protocol on WikiText-2 test) and text generation"};
+  std::string model_arg, device = "auto", dtype = "f32", data_dir = "data", cache_dir = "cache", prompt;
+  int64_t seqlen = 0, batch = 1, windows = 0, max_new = 32, top_k = 0;
+  double temperature = 0.0;
+  uint64_t seed = 0;
+  bool ppl = false;
+  app.add_option("--model", model_arg, "Hugging Face OPT folder (config.json + safetensors) or a preset name")->required();
+  app.add_option("--device", device, "auto | cpu | cuda")->capture_default_str();
+  app.add_option("--dtype", dtype, "f32, or bf16/f16 on cuda")->capture_default_str();
+  app.add_option("--data", data_dir, "folder with wikitext-2-raw/ and opt-tokenizer/")->capture_default_str();
+  app.add_option("--cache", cache_dir, "folder for the token cache")->capture_default_str();
+  app.add_flag("--ppl", ppl, "evaluate WikiText-2 test perplexity");
+  app.add_option("--seqlen", seqlen, "evaluation window (default: the model's context)");
+  app.add_option("--batch", batch, "windows per forward pass")->capture_default_str();
+  app.add_option("--windows", windows, "evaluate only the first N windows (0 = all)")->capture_default_str();
+  app.add_option("--prompt", prompt, "generate a continuation of this text");
+  app.add_option("--max-new-tokens", max_new, "tokens to generate")->capture_default_str();
+  app.add_option("--temperature", temperature, "0 = greedy; > 0 samples")->capture_default_str();
+  app.add_option("--top-k", top_k, "sample among the k most likely tokens (0 = all)")->capture_default_str();
+  app.add_option("--seed", seed, "seed for random weights and sampling")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (!ppl && prompt.empty()) {
+    std::fprintf(stderr, "error: nothing to do: give --ppl and/or --prompt TEXT\n");
+    return 2;
+  }
+
+  const Device dev = parse_device(device);
+  const DType dt = parse_dtype(dtype);
+  std::unique_ptr<opt::OptForCausalLM> model;
+  if (std::filesystem::is_directory(model_arg)) {
+    opt::HfCheckpoint ckpt(model_arg);
+    model = opt::OptForCausalLM::from_hf(ckpt, dev, dt);
+  } else {
+    opt::OptConfig preset = opt::opt_preset(model_arg);  // throws with the list of presets
+    std::fprintf(stderr, "note: '%s' is not a folder; using preset %s with RANDOM weights\n", model_arg.c_str(),
+                 preset.name.c_str());
+    model = std::make_unique<opt::OptForCausalLM>(preset, dev, seed);
+    if (dt != DType::f32) model->to(dt);
+  }
+  std::printf("model: %s\ndevice: %s, dtype: %s\n", model->config().describe().c_str(), device_name(dev), dtype_name(dt));
+
+  corpus::Gpt2Tokenizer tok(data_dir + "/opt-tokenizer/vocab.json", data_dir + "/opt-tokenizer/merges.txt");
+  if (model->config().vocab_size < int64_t(tok.vocab_size())) {
+    std::fprintf(stderr, "error: model %s has a vocabulary of %lld ids but OPT's tokenizer produces ids up to %zu: "
+                 "it cannot read tokenized text (use a real-vocabulary preset such as 125m, or a checkpoint)\n",
+                 model->config().name.c_str(), (long long)model->config().vocab_size, tok.vocab_size() - 1);
+    return 2;
+  }
+  if (ppl) {
+    std::vector<int32_t> ids = wikitext_test_tokens(tok, data_dir, cache_dir);
+    opt::PerplexityOptions o;
+    o.seqlen = seqlen > 0 ? seqlen : model->config().max_position_embeddings;
+    o.batch_size = batch;
+    o.max_windows = windows;
+    opt::PerplexityResult r = opt::evaluate_perplexity(*model, ids, o);
+    std::printf("wikitext2 test: %zu tokens, %lld windows of %lld\nperplexity %.4f  (mean NLL %.6f)  %.1f tok/s\n",
+                ids.size(), (long long)r.windows, (long long)o.seqlen, r.perplexity, r.mean_nll, r.tokens_per_second);
+  }
+  if (!prompt.empty()) {
+    std::vector<int32_t> p32 = tok.encode(prompt);
+    std::vector<int64_t> p(p32.begin(), p32.end());
+    opt::GenerationOptions g;
+    g.max_new_tokens = max_new;
+    g.do_sample = temperature > 0;
+    g.temperature = temperature > 0 ? temperature : 1.0;
+    g.top_k = top_k;
+    g.seed = seed;
+    g.tokenizer_vocab_size = int64_t(tok.vocab_size());
+    std::vector<int64_t> out = opt::generate(*model, p, g);
+    std::vector<int32_t> o32(out.begin(), out.end());
+    std::printf("%s\n", tok.decode(o32).c_str());
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "error: %s\n", e.what());
+  return 1;
+}

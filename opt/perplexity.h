@@ -1,0 +1,36 @@
+// WikiText-2 perplexity exactly as SparseGPT (and GPTQ) measure it: the evaluation string is tokenised
+// once, cut into non-overlapping windows of `seqlen` tokens (the tail that does not fill a window is
+// dropped), each window is scored on its own, and perplexity = exp(mean NLL over every predicted token).
+// Every window predicts seqlen-1 tokens, so this equals SparseGPT's exp(sum(mean_i * seqlen) / (n * seqlen)).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace pt::opt {
+
+class OptForCausalLM;
+
+struct PerplexityOptions {
+  int64_t seqlen = 2048;          // window length; at most the model's context
+  int64_t batch_size = 1;         // windows per forward pass
+  int64_t max_windows = 0;        // 0 = all windows (a smaller number gives a quick estimate)
+  bool show_progress = true;
+};
+
+struct PerplexityResult {
+  double perplexity = 0;
+  double mean_nll = 0;            // natural log, per predicted token
+  int64_t windows = 0;
+  int64_t tokens_scored = 0;      // windows * (seqlen - 1)
+  double seconds = 0;
+  double tokens_per_second = 0;   // tokens fed through the model per second (windows * seqlen / time)
+};
+
+// Runs without gradients on the model's device and dtype; the loss is accumulated in fp32 per window
+// and in double across windows.
+PerplexityResult evaluate_perplexity(OptForCausalLM& model, const std::vector<int32_t>& tokens,
+                                     const PerplexityOptions& options);
+
+}  // namespace pt::opt
