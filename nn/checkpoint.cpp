@@ -1,0 +1,560 @@
+#include "nn/checkpoint.h"
+
+#include <fcntl.h>
+#include <hdf5.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <new>
+#include <nlohmann/json.hpp>
+#include <type_traits>
+
+namespace pt::nn {
+
+const Tensor* Checkpoint::find_parameter(const std::string& name) const {
+  for (const auto& [n, t] : parameters)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+namespace {
+
+// ---- HDF5 error handling -------------------------------------------------------------------------------
+
+herr_t collect_error(unsigned, const H5E_error2_t* e, void* out) {
+  static_cast<std::vector<std::string>*>(out)->push_back(std::string(e->func_name ? e->func_name : "?") + ": " +
+                                                         (e->desc ? e->desc : "?"));
+  return 0;
+}
+
+// HDF5's error stack as one line: the API call that failed and the innermost cause.
+std::string hdf5_error_text() {
+  std::vector<std::string> lines;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect_error, &lines);
+  H5Eclear2(H5E_DEFAULT);
+  if (lines.empty()) return "no detail from HDF5";
+  return lines.size() == 1 ? lines[0] : lines.front() + " <- " + lines.back();
+}
+
+// Where failures are reported. On load, any HDF5 library failure means the file is damaged; structural problems
+// (a missing attribute, a wrong version) get their own message.
+struct Where {
+  std::string path;
+  bool loading = false;
+  std::string object = "/";
+
+  [[noreturn]] void hdf5_failure(const char* call, int line) const {
+    std::string fn(call, std::find(call, call + std::strlen(call), '('));
+    std::string detail = object + ": " + fn + " failed: " + hdf5_error_text();
+    detail.erase(std::remove(detail.begin(), detail.end(), '\n'), detail.end());
+    detail = loading ? "checkpoint " + path + " is truncated or corrupt (" + detail + ")"
+                     : "save_checkpoint " + path + ": " + detail;
+    detail::throw_error(__FILE__, line, detail);
+  }
+  template <class... A> [[noreturn]] void fail(const A&... parts) const {
+    detail::throw_error(__FILE__, __LINE__,
+                        detail::concat(loading ? "checkpoint " : "save_checkpoint ", path, ": ", parts...));
+  }
+};
+
+// Once, before HDF5's first call: no error-stack printing (errors become pt::Error) and no HDF5 teardown at exit.
+// HDF5 1.10 cannot close a file whose final flush failed (disk full): the file object stays behind and the
+// library's atexit teardown crashes on it. Every file this code opens is closed, so the teardown has no work.
+void init_hdf5() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5dont_atexit(); });
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
+
+template <class R> R h5_check(R r, const char* call, const Where& where, int line) {
+  if (r < 0) where.hdf5_failure(call, line);
+  return r;
+}
+// Every HDF5 call goes through H5_CHECK (a `Where where` must be in scope).
+#define H5_CHECK(call) h5_check((call), #call, where, __LINE__)
+
+// Owns one HDF5 id; close() reports the result so the writer can check its final closes.
+class H5Id {
+ public:
+  H5Id(hid_t id, herr_t (*closer)(hid_t)) : id_(id), closer_(closer) {}
+  ~H5Id() { close(); }
+  H5Id(H5Id&& o) noexcept : id_(o.id_), closer_(o.closer_) { o.id_ = -1; }
+  H5Id(const H5Id&) = delete;
+  H5Id& operator=(const H5Id&) = delete;
+  operator hid_t() const { return id_; }
+  herr_t close() {
+    herr_t r = id_ >= 0 ? closer_(id_) : 0;
+    id_ = -1;
+    return r;
+  }
+
+ private:
+  hid_t id_;
+  herr_t (*closer_)(hid_t);
+};
+#define H5_OPEN(call, closer) H5Id(H5_CHECK(call), closer)
+
+// IEEE binary16 as an HDF5 type (1.10 has no predefined F16): h5py reads it as float16.
+H5Id make_half_type(const Where& where) {
+  H5Id t = H5_OPEN(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
+  H5_CHECK(H5Tset_fields(t, 15, 10, 5, 0, 10));  // sign bit, exponent at 10 (5 bits), mantissa at 0 (10 bits)
+  H5_CHECK(H5Tset_size(t, 2));                   // also shrinks the precision to 16 bits
+  H5_CHECK(H5Tset_ebias(t, 15));
+  return t;
+}
+
+bool is_ieee_half(hid_t t) {
+  size_t spos, epos, esize, mpos, msize;
+  if (H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) < 0) return false;
+  return spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10 && H5Tget_ebias(t) == 15 &&
+         H5Tget_offset(t) == 0 && H5Tget_norm(t) == H5T_NORM_IMPLIED;
+}
+
+// File access: the HDF5 1.10 object format, whose metadata and chunk indexes are all checksummed (the 1.8 format's
+// chunk B-trees are not: a damaged one silently reads a chunk as zeros); readable by HDF5 >= 1.10 and h5py. No hard
+// failure on filesystems without file locks (NFS, some Lustre mounts).
+H5Id file_access(const Where& where) {
+  H5Id fapl = H5_OPEN(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110));
+#if H5_VERSION_GE(1, 10, 7)
+  H5_CHECK(H5Pset_file_locking(fapl, true, true));
+#endif
+  return fapl;
+}
+
+bool all_zero_or_one(const Tensor& mask) {
+  Tensor m = mask.to(Device::cpu).contiguous();
+  const uint8_t* p = m.data<uint8_t>();
+  return std::all_of(p, p + m.numel(), [](uint8_t v) { return v <= 1; });
+}
+
+// Masks (u8, 0/1) and optimizer moments (floating, m and v in pairs) belong to a parameter of the same name and
+// shape. Checked before saving (nothing bad reaches the disk) and after loading.
+void check_consistent(const Checkpoint& c, const Where& where) {
+  std::map<std::string, Shape> shapes;
+  for (const auto& [name, t] : c.parameters) {
+    if (!t.defined() || !is_floating(t.dtype())) where.fail("parameter '", name, "' must be a floating tensor");
+    if (!shapes.emplace(name, t.shape()).second) where.fail("parameter '", name, "' appears twice");
+  }
+  auto must_match = [&](const char* what, const std::string& name, const Tensor& t, bool mask) {
+    if (!t.defined() || (mask ? t.dtype() != DType::u8 : !is_floating(t.dtype())))
+      where.fail(what, " '", name, "' must be a ", mask ? "u8" : "floating", " tensor");
+    auto it = shapes.find(name);
+    if (it == shapes.end()) where.fail(what, " '", name, "' has no parameter of that name");
+    if (t.shape() != it->second)
+      where.fail(what, " '", name, "' has shape ", shape_str(t.shape()), " but the parameter has ",
+                 shape_str(it->second));
+  };
+  for (const auto& [name, m] : c.masks) {
+    must_match("mask", name, m, true);
+    if (!all_zero_or_one(m)) where.fail("mask '", name, "' holds values other than 0 and 1");
+  }
+  if (!c.optimizer) return;
+  for (const auto& [mine, other] : {std::pair{&c.optimizer->m, &c.optimizer->v}, {&c.optimizer->v, &c.optimizer->m}})
+    for (const auto& [name, t] : *mine) {
+      must_match("optimizer state", name, t, false);
+      if (!other->count(name)) where.fail("optimizer state '", name, "' has only one of m and v");
+    }
+}
+
+// ---- writing ---------------------------------------------------------------------------------------------
+
+void write_attr(hid_t obj, const char* name, hid_t file_type, hid_t mem_type, const void* value, Where& where) {
+  where.object = std::string("attribute ") + name;
+  H5Id space = H5_OPEN(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Id attr = H5_OPEN(H5Acreate2(obj, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  H5_CHECK(H5Awrite(attr, mem_type, value));
+}
+
+// Chunks of about 1 MiB (h5py aims between 8 KiB and 1 MiB): whole trailing rows, split the first partial dim.
+std::vector<hsize_t> chunk_dims(const Shape& shape, size_t elem_size) {
+  const hsize_t target = std::max<hsize_t>(1, (hsize_t(1) << 20) / elem_size);
+  std::vector<hsize_t> c(shape.size(), 1);
+  hsize_t prod = 1;
+  for (size_t d = shape.size(); d-- > 0;) {
+    c[d] = std::min<hsize_t>(hsize_t(shape[d]), std::max<hsize_t>(1, target / prod));
+    prod *= c[d];
+    if (c[d] < hsize_t(shape[d])) break;
+  }
+  return c;
+}
+
+// `host` is a contiguous CPU tensor already in its stored dtype (f32, f16 or u8).
+void write_dataset(hid_t group, const std::string& name, const Tensor& host, hid_t half, const SaveOptions& o,
+                   Where& where) {
+  const Shape& shape = host.shape();
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  H5Id space(shape.empty() ? H5_CHECK(H5Screate(H5S_SCALAR))
+                           : H5_CHECK(H5Screate_simple(int(dims.size()), dims.data(), nullptr)),
+             H5Sclose);
+  H5Id dcpl = H5_OPEN(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  if ((o.gzip_level > 0 || o.checksums) && !shape.empty() && host.numel() > 0) {  // filters need chunks
+    auto chunk = chunk_dims(shape, dtype_size(host.dtype()));
+    H5_CHECK(H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()));
+    if (o.gzip_level > 0) H5_CHECK(H5Pset_shuffle(dcpl));  // byte-shuffle first: floats compress much better
+    if (o.gzip_level > 0) H5_CHECK(H5Pset_deflate(dcpl, unsigned(o.gzip_level)));
+    if (o.checksums) H5_CHECK(H5Pset_fletcher32(dcpl));  // last, so it covers the stored bytes
+  }
+  hid_t file_type = host.dtype() == DType::f16 ? half : host.dtype() == DType::u8 ? H5T_STD_U8LE : H5T_IEEE_F32LE;
+  hid_t mem_type = host.dtype() == DType::f16 ? half : host.dtype() == DType::u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+  H5Id ds = H5_OPEN(H5Dcreate2(group, name.c_str(), file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), H5Dclose);
+  if (host.numel() > 0) H5_CHECK(H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data_ptr()));
+}
+
+// Host copy in the stored dtype; f16 goes through pt's own round-to-nearest-even (not HDF5's conversion).
+Tensor stored_form(const Tensor& t, DType stored) {
+  Tensor host = t.to(Device::cpu);
+  if (host.dtype() == stored) return host.contiguous();
+  if (stored != DType::f16) return host.to(stored).contiguous();
+  Tensor f = host.to(DType::f32).contiguous(), out = Tensor::empty(f.shape(), DType::f16);
+  const float* src = f.data<float>();
+  uint16_t* dst = reinterpret_cast<uint16_t*>(out.data<half_t>());
+  for (int64_t i = 0; i < f.numel(); ++i) dst[i] = float_to_f16(src[i]);
+  return out;
+}
+
+hid_t create_group(hid_t parent, const char* name, Where& where) {
+  where.object = name;
+  H5Id gcpl = H5_OPEN(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+  H5_CHECK(H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED));  // keep save order
+  return H5_CHECK(H5Gcreate2(parent, name, H5P_DEFAULT, gcpl, H5P_DEFAULT));
+}
+
+// Rejects bad input before anything touches the disk.
+void check_savable(const Checkpoint& c, const SaveOptions& o, const Where& where) {
+  if (o.gzip_level < 0 || o.gzip_level > 9) where.fail("gzip_level must be 0..9, got ", o.gzip_level);
+  for (const auto& [name, t] : c.parameters)
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+      where.fail("parameter name '", name, "' is not usable as an HDF5 dataset name (empty or contains '/')");
+  check_consistent(c, where);
+  for (const auto* json : {&c.model_config, &c.metrics})
+    if (!nlohmann::json::accept(*json)) where.fail("model_config and metrics must be valid JSON");
+  for (const auto* s : {&c.model_config, &c.run_config, &c.stage, &c.metrics})
+    if (s->find('\0') != std::string::npos) where.fail("string attributes may not contain NUL bytes");
+}
+
+// Writes the whole file at `tmp` and closes it; every handle is closed before H5Fclose, whose result is checked.
+void write_file(const std::string& tmp, const Checkpoint& c, const SaveOptions& o, Where& where) {
+  where.object = "file";
+  H5Id fapl = file_access(where);
+  H5Id fcpl = H5_OPEN(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+  H5_CHECK(H5Pset_attr_phase_change(fcpl, 0, 0));  // root attributes in dense storage: no 64 KiB limit
+  H5Id file = H5_OPEN(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl, fapl), H5Fclose);
+  {
+    H5Id half = make_half_type(where);
+    // Fixed-length strings: they live in the checksummed attribute storage. Variable-length ones would live in
+    // HDF5's global heap, which has no checksum: a damaged heap length there crashes the 1.10 reader.
+    auto str = [&](hid_t obj, const char* name, const std::string& v) {
+      H5Id text = H5_OPEN(H5Tcopy(H5T_C_S1), H5Tclose);
+      H5_CHECK(H5Tset_size(text, std::max<size_t>(1, v.size())));
+      H5_CHECK(H5Tset_strpad(text, H5T_STR_NULLPAD));
+      H5_CHECK(H5Tset_cset(text, H5T_CSET_UTF8));
+      std::string padded = v.empty() ? std::string(1, '\0') : v;
+      write_attr(obj, name, text, text, padded.data(), where);
+    };
+    auto i64 = [&](hid_t obj, const char* name, int64_t v) {
+      write_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, where);
+    };
+    auto u64 = [&](const char* name, uint64_t v) {
+      write_attr(file, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, where);
+    };
+    str(file, "format", kCheckpointFormatName);
+    i64(file, "format_version", kCheckpointFormatVersion);
+    str(file, "model_config", c.model_config);
+    str(file, "run_config", c.run_config);
+    str(file, "stage", c.stage);
+    i64(file, "stage_index", c.stage_index);
+    i64(file, "step", c.step);
+    u64("rng_seed", c.rng.seed);
+    u64("rng_offset", c.rng.offset);
+    str(file, "metrics", c.metrics);
+
+    auto write_group = [&](hid_t group, const std::string& prefix, const auto& tensors, DType stored) {
+      for (const auto& [name, t] : tensors) {
+        where.object = prefix + name;
+        write_dataset(group, name, stored_form(t, stored), half, o, where);
+      }
+    };
+    H5Id params(create_group(file, "/parameters", where), H5Gclose);
+    write_group(params, "/parameters/", c.parameters, o.fp16_parameters ? DType::f16 : DType::f32);
+    H5Id masks(create_group(file, "/masks", where), H5Gclose);
+    write_group(masks, "/masks/", c.masks, DType::u8);
+    if (c.optimizer) {
+      H5Id opt(create_group(file, "/optimizer", where), H5Gclose);
+      i64(opt, "step", c.optimizer->step);
+      H5Id m(create_group(file, "/optimizer/m", where), H5Gclose);
+      write_group(m, "/optimizer/m/", c.optimizer->m, DType::f32);
+      H5Id v(create_group(file, "/optimizer/v", where), H5Gclose);
+      write_group(v, "/optimizer/v/", c.optimizer->v, DType::f32);
+    }
+    where.object = "file";
+    H5_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL));
+  }  // groups and types close here, before the file
+  // With a handle still open, H5Fclose would "succeed" yet leave the file unwritten.
+  const unsigned objects = H5F_OBJ_DATASET | H5F_OBJ_GROUP | H5F_OBJ_DATATYPE | H5F_OBJ_ATTR | H5F_OBJ_LOCAL;
+  if (H5_CHECK(H5Fget_obj_count(file, objects)) != 0) where.fail("HDF5 handles left open before closing the file");
+  if (file.close() < 0) where.hdf5_failure("H5Fclose", __LINE__);
+}
+
+void fsync_path(const std::string& p, int flags, const Where& where) {
+  int fd = ::open(p.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) where.fail("cannot open ", p, " to fsync it: ", std::strerror(errno));
+  int rc = ::fsync(fd), err = errno;
+  ::close(fd);
+  if (rc != 0) where.fail("fsync of ", p, " failed: ", std::strerror(err));
+}
+
+// ---- reading ---------------------------------------------------------------------------------------------
+
+herr_t collect_link(hid_t, const char* name, const H5L_info_t* info, void* out) {
+  try {
+    static_cast<std::vector<std::pair<std::string, bool>>*>(out)->emplace_back(name, info->type == H5L_TYPE_HARD);
+  } catch (...) {
+    return -1;  // never let an exception cross HDF5's C frames
+  }
+  return 0;
+}
+
+// A group's datasets, in creation order when the writer tracked it (ours always does), else by name.
+std::vector<std::string> dataset_names(hid_t group, const std::string& gpath, Where& where) {
+  where.object = gpath;
+  H5Id gcpl = H5_OPEN(H5Gget_create_plist(group), H5Pclose);
+  unsigned flags = 0;
+  H5_CHECK(H5Pget_link_creation_order(gcpl, &flags));
+  const bool by_order = (flags & H5P_CRT_ORDER_TRACKED) && (flags & H5P_CRT_ORDER_INDEXED);
+  std::vector<std::pair<std::string, bool>> links;
+  hsize_t idx = 0;
+  H5_CHECK(H5Literate(group, by_order ? H5_INDEX_CRT_ORDER : H5_INDEX_NAME, H5_ITER_INC, &idx, collect_link, &links));
+  std::vector<std::string> names;
+  for (const auto& [name, hard] : links) {
+    where.object = gpath + "/" + name;
+    H5O_info_t info;
+    if (hard) H5_CHECK(H5Oget_info_by_name2(group, name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT));
+    if (!hard || info.type != H5O_TYPE_DATASET) where.fail(where.object, " is not a dataset");
+    names.push_back(name);
+  }
+  return names;
+}
+
+// Reads one dataset in its stored dtype (f32, IEEE f16 or u8), checking type and shape before allocating.
+Tensor read_dataset(hid_t group, const std::string& name, hid_t half, Where& where) {
+  H5Id ds = H5_OPEN(H5Dopen2(group, name.c_str(), H5P_DEFAULT), H5Dclose);
+  H5Id type = H5_OPEN(H5Dget_type(ds), H5Tclose);
+  const H5T_class_t cls = H5Tget_class(type);
+  const size_t size = H5Tget_size(type);
+  if (cls == H5T_NO_CLASS || size == 0) where.hdf5_failure("H5Tget_class/H5Tget_size", __LINE__);
+  DType dtype;
+  hid_t mem;
+  if (cls == H5T_FLOAT && size == 4) {
+    dtype = DType::f32, mem = H5T_NATIVE_FLOAT;
+  } else if (cls == H5T_FLOAT && size == 2 && is_ieee_half(type)) {
+    dtype = DType::f16, mem = half;
+  } else if (cls == H5T_INTEGER && size == 1 && H5Tget_sign(type) == H5T_SGN_NONE) {
+    dtype = DType::u8, mem = H5T_NATIVE_UINT8;
+  } else {
+    const char* kind = cls == H5T_FLOAT ? "float" : cls == H5T_INTEGER ? "integer" : "non-numeric";
+    where.fail(where.object, " has an unsupported element type (", size * 8, "-bit ", kind,
+               "); checkpoints hold f32, IEEE f16 or u8");
+  }
+  H5Id space = H5_OPEN(H5Dget_space(ds), H5Sclose);
+  const H5S_class_t sclass = H5Sget_simple_extent_type(space);
+  if (sclass == H5S_NO_CLASS) where.hdf5_failure("H5Sget_simple_extent_type", __LINE__);
+  if (sclass == H5S_NULL) where.fail(where.object, " has an empty (null) dataspace");
+  Shape shape;
+  if (sclass == H5S_SIMPLE) {
+    std::vector<hsize_t> dims(size_t(H5_CHECK(H5Sget_simple_extent_ndims(space))));
+    H5_CHECK(H5Sget_simple_extent_dims(space, dims.data(), nullptr));
+    double bytes = double(size);
+    for (hsize_t d : dims) shape.push_back(int64_t(d)), bytes *= double(d);
+    if (bytes > double(1ull << 42))  // a damaged header must not ask for an absurd buffer
+      PT_FAIL("checkpoint ", where.path, " is truncated or corrupt (", where.object, " claims ", shape_str(shape), ")");
+  }
+  Tensor t = Tensor::empty(shape, dtype);
+  if (t.numel() > 0) H5_CHECK(H5Dread(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()));
+  return t;
+}
+
+H5Id open_scalar_attr(hid_t obj, const char* name, const char* on, Where& where) {
+  where.object = std::string("attribute ") + name;
+  if (H5_CHECK(H5Aexists(obj, name)) == 0)
+    where.fail("missing attribute '", name, "' on ", on, " (written by another program, or damaged)");
+  H5Id attr = H5_OPEN(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  H5Id space = H5_OPEN(H5Aget_space(attr), H5Sclose);
+  if (H5Sget_simple_extent_type(space) != H5S_SCALAR) where.fail("attribute '", name, "' on ", on, " is not a scalar");
+  return attr;
+}
+
+// Fixed-length (ours) or variable-length (h5py's str) strings.
+std::string read_string_attr(hid_t obj, const char* name, const char* on, Where& where) {
+  H5Id attr = open_scalar_attr(obj, name, on, where);
+  H5Id type = H5_OPEN(H5Aget_type(attr), H5Tclose);
+  if (H5Tget_class(type) != H5T_STRING) where.fail("attribute '", name, "' on ", on, " is not a string");
+  if (H5_CHECK(H5Tis_variable_str(type)) > 0) {
+    char* p = nullptr;
+    H5_CHECK(H5Aread(attr, type, &p));
+    std::string s = p ? p : "";
+    H5Id space = H5_OPEN(H5Screate(H5S_SCALAR), H5Sclose);
+    H5_CHECK(H5Dvlen_reclaim(type, space, H5P_DEFAULT, &p));
+    return s;
+  }
+  const size_t size = H5Tget_size(type);
+  if (size == 0) where.hdf5_failure("H5Tget_size", __LINE__);
+  std::string s(size, '\0');
+  H5_CHECK(H5Aread(attr, type, s.data()));
+  return s.substr(0, std::strlen(s.c_str()));
+}
+
+template <class T> T read_int_attr(hid_t obj, const char* name, const char* on, Where& where) {
+  H5Id attr = open_scalar_attr(obj, name, on, where);
+  H5Id type = H5_OPEN(H5Aget_type(attr), H5Tclose);
+  if (H5Tget_class(type) != H5T_INTEGER) where.fail("attribute '", name, "' on ", on, " is not an integer");
+  T value{};
+  H5_CHECK(H5Aread(attr, std::is_signed_v<T> ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64, &value));
+  return value;
+}
+
+using Named = std::vector<std::pair<std::string, Tensor>>;
+
+Named read_group(hid_t file, const std::string& gpath, hid_t half, Where& where) {
+  where.object = gpath;
+  if (H5_CHECK(H5Lexists(file, gpath.c_str(), H5P_DEFAULT)) == 0) where.fail("missing group ", gpath);
+  H5Id group = H5_OPEN(H5Gopen2(file, gpath.c_str(), H5P_DEFAULT), H5Gclose);
+  Named out;
+  for (const std::string& name : dataset_names(group, gpath, where)) {
+    where.object = gpath + "/" + name;
+    out.emplace_back(name, read_dataset(group, name, half, where));
+  }
+  return out;
+}
+
+Checkpoint read_checkpoint(const std::string& path, const LoadOptions& o, Where& where) {
+  where.object = "file";
+  H5Id file = H5_OPEN(H5Fopen(path.c_str(), H5F_ACC_RDONLY, file_access(where)), H5Fclose);
+  H5Id half = make_half_type(where);
+  Checkpoint c;
+  // Identify the file first, so a foreign HDF5 file gets a plain answer.
+  where.object = "attribute format";
+  if (H5_CHECK(H5Aexists(file, "format")) == 0)
+    PT_FAIL("checkpoint ", path, " is an HDF5 file but not a prune-and-tune checkpoint");
+  const std::string format = read_string_attr(file, "format", "/", where);
+  if (format != kCheckpointFormatName)
+    PT_FAIL("checkpoint ", path, " is not a prune-and-tune checkpoint (format '", format, "')");
+  const int64_t version = read_int_attr<int64_t>(file, "format_version", "/", where);
+  if (version != kCheckpointFormatVersion)
+    PT_FAIL("checkpoint ", path, " has format version ", version, "; this build reads version ",
+            kCheckpointFormatVersion, " only (use the build that wrote it, or convert the file)");
+  c.model_config = read_string_attr(file, "model_config", "/", where);
+  c.run_config = read_string_attr(file, "run_config", "/", where);
+  c.stage = read_string_attr(file, "stage", "/", where);
+  c.stage_index = read_int_attr<int64_t>(file, "stage_index", "/", where);
+  c.step = read_int_attr<int64_t>(file, "step", "/", where);
+  c.rng.seed = read_int_attr<uint64_t>(file, "rng_seed", "/", where);
+  c.rng.offset = read_int_attr<uint64_t>(file, "rng_offset", "/", where);
+  c.metrics = read_string_attr(file, "metrics", "/", where);
+  if (!nlohmann::json::accept(c.model_config)) where.fail("attribute 'model_config' is not valid JSON");
+  if (!nlohmann::json::accept(c.metrics)) where.fail("attribute 'metrics' is not valid JSON");
+
+  c.parameters = read_group(file, "/parameters", half, where);
+  for (auto& [name, t] : read_group(file, "/masks", half, where)) c.masks.emplace(name, t);
+  where.object = "/optimizer";
+  if (o.load_optimizer && H5_CHECK(H5Lexists(file, "/optimizer", H5P_DEFAULT)) > 0) {
+    OptimizerState opt;
+    {
+      H5Id group = H5_OPEN(H5Gopen2(file, "/optimizer", H5P_DEFAULT), H5Gclose);
+      opt.step = read_int_attr<int64_t>(group, "step", "/optimizer", where);
+    }
+    for (auto& [name, t] : read_group(file, "/optimizer/m", half, where)) opt.m.emplace(name, t);
+    for (auto& [name, t] : read_group(file, "/optimizer/v", half, where)) opt.v.emplace(name, t);
+    c.optimizer = std::move(opt);
+  }
+  check_consistent(c, where);
+  // Widen after checking (exact): f16 parameters unless asked to keep them, optimizer state always.
+  for (auto& [name, t] : c.parameters)
+    if (!o.keep_fp16) t = t.to(DType::f32);
+  if (c.optimizer)
+    for (auto* moments : {&c.optimizer->m, &c.optimizer->v})
+      for (auto& [name, t] : *moments) t = t.to(DType::f32);
+  return c;
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const Checkpoint& ckpt, const SaveOptions& options) {
+  Where where{path, false};
+  init_hdf5();
+  check_savable(ckpt, options, where);
+  const std::string tmp = path + ".tmp";
+  try {
+    write_file(tmp, ckpt, options, where);  // truncates a .tmp left by an earlier crash
+    fsync_path(tmp, O_RDONLY, where);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) where.fail("rename from ", tmp, " failed: ", std::strerror(errno));
+  } catch (...) {
+    // PATH itself was never touched. Truncate first: after a failed flush HDF5 may keep the .tmp open, and its
+    // blocks would stay allocated until the process exits.
+    struct stat st;
+    if (::lstat(tmp.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      (void)!::truncate(tmp.c_str(), 0);
+      ::unlink(tmp.c_str());
+    }
+    throw;
+  }
+  std::string folder = std::filesystem::path(path).parent_path().string();
+  fsync_path(folder.empty() ? "." : folder, O_RDONLY | O_DIRECTORY, where);  // make the rename durable
+}
+
+Checkpoint load_checkpoint(const std::string& path, const LoadOptions& options) {
+  Where where{path, true};
+  init_hdf5();
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) PT_FAIL("checkpoint ", path, " does not exist");
+  if (!std::filesystem::is_regular_file(status)) PT_FAIL("checkpoint ", path, " is not a regular file");
+  if (::access(path.c_str(), R_OK) != 0) PT_FAIL("checkpoint ", path, " cannot be read: ", std::strerror(errno));
+  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+  if (is_hdf5 <= 0)
+    PT_FAIL("checkpoint ", path, " is truncated or corrupt (",
+            is_hdf5 == 0 ? "no HDF5 signature" : "H5Fis_hdf5 failed: " + hdf5_error_text(), ")");
+  try {
+    return read_checkpoint(path, options, where);
+  } catch (const std::bad_alloc&) {
+    PT_FAIL("checkpoint ", path, " is truncated or corrupt (a dataset is too large to allocate)");
+  }
+}
+
+void validate_checkpoint(const Checkpoint& ckpt, const ExpectedTensors& parameters,
+                         const std::optional<ExpectedTensors>& masks) {
+  std::vector<std::string> problems;
+  auto compare = [&](const char* kind, std::map<std::string, Shape> actual, const ExpectedTensors& expected) {
+    for (const auto& [name, shape] : expected) {
+      auto it = actual.find(name);
+      if (it == actual.end()) {
+        problems.push_back(
+            detail::concat("missing ", kind, " '", name, "' (the model expects ", shape_str(shape), ")"));
+        continue;
+      }
+      if (it->second != shape)
+        problems.push_back(detail::concat(kind, " '", name, "' has shape ", shape_str(it->second),
+                                          " in the checkpoint but the model expects ", shape_str(shape)));
+      actual.erase(it);
+    }
+    for (const auto& [name, shape] : actual)
+      problems.push_back(detail::concat("unexpected ", kind, " '", name, "' with shape ", shape_str(shape)));
+  };
+  std::map<std::string, Shape> params, mask_shapes;
+  for (const auto& [name, t] : ckpt.parameters) params[name] = t.shape();
+  for (const auto& [name, t] : ckpt.masks) mask_shapes[name] = t.shape();
+  compare("parameter", params, parameters);
+  if (masks) compare("mask", mask_shapes, *masks);
+  if (problems.empty()) return;
+  std::string text;
+  for (size_t i = 0; i < problems.size() && i < 5; ++i) text += (i ? "; " : "") + problems[i];
+  if (problems.size() > 5) text += detail::concat("; and ", problems.size() - 5, " more");
+  PT_FAIL("checkpoint does not match the model: ", text);
+}
+
+}  // namespace pt::nn
