@@ -28,26 +28,9 @@ using pt::test::expect_error;
 
 namespace {
 
-class CheckpointTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("pt_checkpoint_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
-};
+using pt::test::same_bytes;
 
-::testing::AssertionResult same_bytes(const Tensor& a, const Tensor& b) {
-  if (a.dtype() != b.dtype() || a.shape() != b.shape())
-    return ::testing::AssertionFailure() << a.describe() << " vs " << b.describe();
-  if (a.nbytes() && std::memcmp(a.contiguous().data_ptr(), b.contiguous().data_ptr(), a.nbytes()) != 0)
-    return ::testing::AssertionFailure() << "contents differ";
-  return ::testing::AssertionSuccess();
-}
+using CheckpointTest = pt::test::TempDirTest;
 
 Tensor random_mask(const Shape& shape, uint64_t seed) {
   Tensor r = pt::test::random_tensor(shape, seed, 0.0, 1.0), m = Tensor::empty(shape, DType::u8);

@@ -105,25 +105,16 @@ Named with_prefix_stripped(const Named& w) {
   return out;
 }
 
-class HfCheckpointTest : public ::testing::Test {
+class HfCheckpointTest : public pt::test::TempDirTest {
  protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() / ("pt_hf_checkpoint_test_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override { fs::remove_all(root_); }
-
   // A model folder with config.json and a single model.safetensors.
   std::string make_folder(const std::string& name, const json& config, const Named& stored) {
-    fs::path d = root_ / name;
+    fs::path d = dir_ / name;
     fs::create_directories(d);
     write_text(d / "config.json", config.dump(2));
     pt::nn::write_safetensors((d / "model.safetensors").string(), stored, {{"format", "pt"}});
     return d.string();
   }
-  fs::path root_;
 };
 
 void expect_reads_back(const HfCheckpoint& ck, const Named& weights) {
@@ -165,7 +156,7 @@ TEST_F(HfCheckpointTest, SingleFileConfigAndEveryTensor) {
 TEST_F(HfCheckpointTest, ShardedCheckpointWithIndex) {
   const OptConfig tiny = opt_preset("tiny");
   const Named w = random_weights(tiny, DType::f32);
-  const fs::path d = root_ / "sharded";
+  const fs::path d = dir_ / "sharded";
   fs::create_directories(d);
   write_text(d / "config.json", hf_config_json(tiny).dump());
   Named shard[2];
@@ -243,7 +234,7 @@ TEST_F(HfCheckpointTest, CheckMatchesNamesTheFirstDifferingField) {
     return "";
   };
   EXPECT_CONTAINS(mismatch(opt_preset("125m")), "config.json has vocab_size=512 but preset opt-125m has 50272");
-  EXPECT_CONTAINS(mismatch(opt_preset("125m")), "checkpoint " + (root_ / "tiny").string());
+  EXPECT_CONTAINS(mismatch(opt_preset("125m")), "checkpoint " + (dir_ / "tiny").string());
   OptConfig deeper = tiny;
   deeper.name = "opt-tiny-3";
   deeper.num_hidden_layers = 3;
@@ -271,12 +262,12 @@ TEST_F(HfCheckpointTest, ConfigAndFolderErrorsAreClear) {
   const std::string good = make_folder("good", hf_config_json(tiny), w);
   fs::remove(fs::path(good) / "config.json");
   EXPECT_CONTAINS(open_error(good), "checkpoint " + good + ": missing config.json");
-  EXPECT_CONTAINS(open_error((root_ / "nowhere").string()), "no such folder");
+  EXPECT_CONTAINS(open_error((dir_ / "nowhere").string()), "no such folder");
 
   json gelu = hf_config_json(tiny);
   gelu["activation_function"] = "gelu";
   std::string msg = open_error(make_folder("gelu", gelu, w));
-  EXPECT_CONTAINS(msg, (root_ / "gelu" / "config.json").string());
+  EXPECT_CONTAINS(msg, (dir_ / "gelu" / "config.json").string());
   EXPECT_CONTAINS(msg, "activation_function is \"gelu\"");
 
   json missing = hf_config_json(tiny);
@@ -291,13 +282,13 @@ TEST_F(HfCheckpointTest, ConfigAndFolderErrorsAreClear) {
   json heads = hf_config_json(tiny);
   heads["num_attention_heads"] = 5;
   EXPECT_CONTAINS(open_error(make_folder("heads", heads, w)), "not divisible by num_attention_heads 5");
-  const fs::path broken = root_ / "broken";
+  const fs::path broken = dir_ / "broken";
   fs::create_directories(broken);
   write_text(broken / "config.json", "{\"vocab_size\": 5");
   EXPECT_CONTAINS(open_error(broken.string()), "config.json: not valid JSON");
 
   // No weights: the message names both expected files and points at the converter when .bin files exist.
-  const fs::path bin = root_ / "bin";
+  const fs::path bin = dir_ / "bin";
   fs::create_directories(bin);
   write_text(bin / "config.json", hf_config_json(tiny).dump());
   write_text(bin / "pytorch_model.bin", "not really");

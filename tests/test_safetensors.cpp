@@ -22,31 +22,12 @@ using pt::nn::write_safetensors;
 
 namespace {
 
+using pt::test::same_bytes;
+
 #define EXPECT_CONTAINS(text, part) \
   EXPECT_NE(std::string(text).find(part), std::string::npos) << "message: " << (text) << "\nmissing: " << (part)
 
-class SafetensorsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("pt_safetensors_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
-};
-
-// Byte-exact equality of dtype, shape and contents.
-::testing::AssertionResult same_bytes(const Tensor& a, const Tensor& b) {
-  if (a.dtype() != b.dtype() || a.shape() != b.shape())
-    return ::testing::AssertionFailure() << a.describe() << " vs " << b.describe();
-  Tensor ca = a.to(Device::cpu).contiguous(), cb = b.to(Device::cpu).contiguous();
-  if (ca.nbytes() && std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) != 0)
-    return ::testing::AssertionFailure() << "contents differ";
-  return ::testing::AssertionSuccess();
-}
+using SafetensorsTest = pt::test::TempDirTest;
 
 // Writes [8-byte little-endian length][header][data] by hand, independently of write_safetensors.
 void write_raw(const std::string& path, const std::string& header, const std::string& data,

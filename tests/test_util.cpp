@@ -1,5 +1,8 @@
 #include "tests/test_util.h"
 
+#include <unistd.h>
+
+#include <cstring>
 #include <sstream>
 
 namespace pt::test {
@@ -48,5 +51,24 @@ Tensor random_tensor(const Shape& shape, uint64_t seed, double lo, double hi, DT
   if (t.numel() > 0 && t.to_vector<double>()[0] == 0.0) t.fill_(0.5 * (lo + hi) + 0.25 * (hi - lo));
   return t.to(dtype).to(device);
 }
+
+::testing::AssertionResult same_bytes(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype() || a.shape() != b.shape())
+    return ::testing::AssertionFailure() << a.describe() << " vs " << b.describe();
+  Tensor ca = a.to(Device::cpu).contiguous(), cb = b.to(Device::cpu).contiguous();
+  if (ca.nbytes() && std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) != 0)
+    return ::testing::AssertionFailure() << "bytes differ for " << a.describe();
+  return ::testing::AssertionSuccess();
+}
+
+void TempDirTest::SetUp() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  dir_ = std::filesystem::temp_directory_path() /
+         ("pt_test_" + std::string(info->test_suite_name()) + "_" + info->name() + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir_);
+  std::filesystem::create_directories(dir_);
+}
+
+void TempDirTest::TearDown() { std::filesystem::remove_all(dir_); }
 
 }  // namespace pt::test

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <string>
 
 #include "tensor/ops.h"
@@ -46,6 +47,18 @@ template <class F> void expect_error(F&& f, const std::string& needle) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
   }
 }
+
+// Dtype, shape and bytes all equal (a bit-exact round trip; NaN payloads included).
+::testing::AssertionResult same_bytes(const Tensor& a, const Tensor& b);
+
+// A fresh scratch folder per test (named after the process and the test), removed afterwards.
+class TempDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::filesystem::path dir_;
+};
 
 // Turns allocation poisoning on for the scope (outputs that are never written stay NaN).
 class PoisonScope {

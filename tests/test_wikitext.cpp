@@ -14,6 +14,7 @@
 #include "corpus/token_cache.h"
 #include "corpus/tokenizer.h"
 #include "corpus/wikitext.h"
+#include "tests/test_util.h"
 
 namespace fs = std::filesystem;
 using namespace pt::corpus;
@@ -28,18 +29,7 @@ const std::string kData = std::string(PT_SOURCE_DIR) + "/data";
       GTEST_SKIP() << "missing " << (path) << " (link the data: ln -s /work/shared/data data)";  \
   } while (0)
 
-// A fresh folder per test, removed afterwards.
-class TempDirTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("pt_corpus_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
+using pt::test::TempDirTest;  // a fresh folder per test, removed afterwards
 
 using WikiTextTest = TempDirTest;
 
