@@ -223,6 +223,12 @@ Variable contiguous(const Variable& x) {
   return unary_op(x, x.data().contiguous(), "contiguous", [](const Tensor& g) { return g; });
 }
 
+Variable to_dtype(const Variable& x, DType dtype) {
+  PT_CHECK(is_floating(dtype), "to_dtype: ", dtype_name(dtype), " is not a floating dtype (gradients need one)");
+  const DType from = x.dtype();
+  return unary_op(x, x.data().to(dtype), "to_dtype", [from](const Tensor& g) { return g.to(from); });
+}
+
 Variable expand(const Variable& x, const Shape& shape) {
   Shape sx = x.shape();
   return unary_op(x, x.data().expand(shape), "expand", [sx](const Tensor& g) { return sum_to(g, sx); });

@@ -46,6 +46,9 @@ Variable transpose(const Variable& x, int64_t d0, int64_t d1);
 Variable permute(const Variable& x, const std::vector<int64_t>& order);
 Variable narrow(const Variable& x, int64_t dim, int64_t start, int64_t length);
 Variable contiguous(const Variable& x);
+// x converted to dtype (a float dtype); the gradient is converted back to x's dtype. This is what mixed
+// precision is built from: bf16 copies of fp32 master weights whose gradients land in fp32.
+Variable to_dtype(const Variable& x, DType dtype);
 Variable expand(const Variable& x, const Shape& shape);
 Variable unsqueeze(const Variable& x, int64_t dim);
 Variable squeeze(const Variable& x, int64_t dim);

@@ -204,5 +204,27 @@ TEST(AutogradEngine, DeepChainsDoNotOverflowTheStack) {
   SUCCEED();
 }
 
+// The cast of mixed precision: values convert forward, gradients convert back to the input's dtype (through
+// the narrower type when there is one, as in PyTorch).
+TEST(AutogradEngine, ToDtypeCastsValuesForwardAndGradientsBack) {
+  Tensor xd = test::random_tensor({3, 4}, 71, -2, 2, DType::f64);
+  Tensor w = test::random_tensor({3, 4}, 72, -2, 2, DType::f32);
+  Variable x(xd, true);
+  Variable y = to_dtype(x, DType::f32);
+  EXPECT_EQ(y.dtype(), DType::f32);
+  EXPECT_TRUE(test::tensors_equal(y.data(), xd.to(DType::f32)));
+  sum_all(mul(y, Variable(w))).backward();
+  EXPECT_EQ(x.grad().dtype(), DType::f64);
+  EXPECT_TRUE(test::tensors_equal(x.grad(), w.to(DType::f64)));
+
+  Variable x32(xd.to(DType::f32), true);
+  Variable z = to_dtype(to_dtype(x32, DType::bf16), DType::f32);
+  EXPECT_TRUE(test::tensors_equal(z.data(), xd.to(DType::f32).to(DType::bf16).to(DType::f32)));
+  sum_all(mul(z, Variable(w))).backward();
+  EXPECT_TRUE(test::tensors_equal(x32.grad(), w.to(DType::bf16).to(DType::f32)));
+
+  test::expect_error([&] { to_dtype(x, DType::i64); }, "not a floating dtype");
+}
+
 }  // namespace
 }  // namespace pt::autograd
