@@ -52,6 +52,18 @@ Tensor random_tensor(const Shape& shape, uint64_t seed, double lo, double hi, DT
   return t.to(dtype).to(device);
 }
 
+Tensor numeric_gradient(const std::function<double(const Tensor&)>& objective, const Tensor& x, double h) {
+  const std::vector<double> xv = x.to_vector<double>();
+  std::vector<double> grad(xv.size());
+  for (size_t i = 0; i < xv.size(); ++i) {
+    std::vector<double> xp = xv, xm = xv;
+    xp[i] += h;
+    xm[i] -= h;
+    grad[i] = (objective(Tensor::from_vector(xp, x.shape())) - objective(Tensor::from_vector(xm, x.shape()))) / (2 * h);
+  }
+  return Tensor::from_vector(grad, x.shape());
+}
+
 ::testing::AssertionResult same_bytes(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype() || a.shape() != b.shape())
     return ::testing::AssertionFailure() << a.describe() << " vs " << b.describe();

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "tensor/ops.h"
@@ -47,6 +48,9 @@ template <class F> void expect_error(F&& f, const std::string& needle) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
   }
 }
+
+// Central finite differences of a scalar objective at x (f64, any shape): d objective / d x, same shape as x.
+Tensor numeric_gradient(const std::function<double(const Tensor&)>& objective, const Tensor& x, double h = 1e-6);
 
 // Dtype, shape and bytes all equal (a bit-exact round trip; NaN payloads included).
 ::testing::AssertionResult same_bytes(const Tensor& a, const Tensor& b);
