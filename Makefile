@@ -12,7 +12,7 @@ CMAKE_ARGS := -DCMAKE_BUILD_TYPE=Release \
   $(if $(NVCC),-DCMAKE_CUDA_COMPILER=$(NVCC)) \
   $(if $(CUDA_ARCH),-DCMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCH)") $(CMAKE_FLAGS)
 
-.PHONY: all deps configure build test bench run demo profile clean data
+.PHONY: all deps configure build test bench run demo profile clean data pretrain-mini
 
 all: build
 
@@ -27,7 +27,7 @@ configure: deps
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
-	@if [ -x $(BUILD)/train_prune ]; then ln -sf $(BUILD)/train_prune train_prune; fi
+	@for app in train_prune pretrain; do if [ -x $(BUILD)/$$app ]; then ln -sf $(BUILD)/$$app $$app; fi; done
 
 # Data files live in ../shared/data on these machines; the project reads them from data/.
 data:
@@ -44,6 +44,10 @@ run: build data
 	@if [ -x $(BUILD)/train_prune ]; then ./$(BUILD)/train_prune --config configs/quickstart.ini; \
 	 else ./$(BUILD)/pt_demo; fi
 
+# The small OPT model of configs/opt-mini-pretrain.ini (about an hour on a 2-core CPU; resumes if stopped).
+pretrain-mini: build data
+	./$(BUILD)/pretrain --config configs/opt-mini-pretrain.ini
+
 demo: build
 	./$(BUILD)/pt_demo
 
@@ -52,4 +56,4 @@ profile:
 	$(MAKE) BUILD=build-profile CMAKE_FLAGS="-DPT_LINEINFO=ON $(CMAKE_FLAGS)" build
 
 clean:
-	rm -rf $(BUILD) build-profile train_prune
+	rm -rf $(BUILD) build-profile train_prune pretrain

@@ -8,35 +8,13 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "corpus/token_cache.h"
 #include "corpus/tokenizer.h"
-#include "corpus/wikitext.h"
+#include "corpus/wikitext_tokens.h"
 #include "opt/generate.h"
 #include "opt/model.h"
 #include "opt/perplexity.h"
 
 using namespace pt;
-
-namespace {
-
-// Tokenises the test evaluation string once and caches the ids beside the data (rebuilt when stale).
-std::vector<int32_t> wikitext_test_tokens(const corpus::Gpt2Tokenizer& tok, const std::string& data_dir,
-                                          const std::string& cache_dir) {
-  corpus::WikiTextFile test = corpus::read_wikitext_split(corpus::default_wikitext_path(data_dir, corpus::WikiTextSplit::Test),
-                                                          corpus::WikiTextSplit::Test);
-  if (!test.warning.empty()) std::fprintf(stderr, "warning: %s\n", test.warning.c_str());
-  std::string text = corpus::sparsegpt_eval_text(test);
-  corpus::TokenCacheKey key{tok.files_sha256(), corpus::sha256_hex(text)};
-  std::filesystem::create_directories(cache_dir);
-  const std::string cache = cache_dir + "/wikitext2-test.tokens";
-  corpus::TokenCacheMiss miss;
-  if (auto ids = corpus::load_token_cache(cache, key, &miss)) return *ids;
-  std::vector<int32_t> ids = tok.encode(text);
-  corpus::save_token_cache(cache, key, ids);
-  return ids;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) try {
   CLI::App app{"OPT perplexity (SparseGPT protocol on WikiText-2 test) and text generation"};
@@ -88,7 +66,9 @@ int main(int argc, char** argv) try {
     return 2;
   }
   if (ppl) {
-    std::vector<int32_t> ids = wikitext_test_tokens(tok, data_dir, cache_dir);
+    corpus::WikiTextTokens test = corpus::wikitext_tokens(tok, corpus::WikiTextSplit::Test, data_dir, cache_dir);
+    if (!test.warning.empty()) std::fprintf(stderr, "warning: %s\n", test.warning.c_str());
+    std::vector<int32_t> ids = std::move(test.ids);
     opt::PerplexityOptions o;
     o.seqlen = seqlen > 0 ? seqlen : model->config().max_position_embeddings;
     o.batch_size = batch;

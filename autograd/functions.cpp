@@ -3,7 +3,10 @@
 // gradient formula reads, and skips the work for inputs that need no gradient.
 #include "autograd/functions.h"
 
+#include <initializer_list>
 #include <utility>
+
+#include "autograd/autocast.h"
 
 namespace pt::autograd {
 namespace {
@@ -11,6 +14,15 @@ namespace {
 bool needs(const Variable& v) { return v.defined() && v.requires_grad(); }
 Tensor if_needed(bool need, const Tensor& t) { return need ? t : Tensor(); }
 Tensor scalar_zero(const Tensor& like) { return Tensor::zeros({}, like.dtype(), like.device()); }
+
+// Autocast applies to f32 CUDA operands only (autograd/autocast.h); undefined operands (no bias) pass.
+bool autocasts(std::initializer_list<const Variable*> vs) {
+  if (!autocast_enabled()) return false;
+  for (const Variable* v : vs)
+    if (v->defined() && (!v->data().is_cuda() || v->dtype() != DType::f32)) return false;
+  return true;
+}
+Variable cast_if_defined(const Variable& v, DType dtype) { return v.defined() ? to_dtype(v, dtype) : v; }
 
 // An op with one differentiable input: y = f(x), dx = df(g) where df captures what it needs.
 template <class F>
@@ -140,6 +152,11 @@ Variable mean_all(const Variable& x) {
 // ---- matrix products ----------------------------------------------------------------------------
 
 Variable matmul(const Variable& a, const Variable& b, bool trans_a, bool trans_b) {
+  if (autocasts({&a, &b})) {
+    const DType low = autocast_dtype();
+    // The low-precision operands are not f32, so the inner call does not autocast again.
+    return to_dtype(matmul(to_dtype(a, low), to_dtype(b, low), trans_a, trans_b), DType::f32);
+  }
   Tensor ad = if_needed(needs(b), a.data()), bd = if_needed(needs(a), b.data());
   Shape sb = b.shape();
   return Variable::from_op(pt::matmul(a.data(), b.data(), trans_a, trans_b), {a, b}, [=](const Tensor& g) {
@@ -168,6 +185,10 @@ Variable matmul(const Variable& a, const Variable& b, bool trans_a, bool trans_b
 }
 
 Variable linear(const Variable& x, const Variable& w, const Variable& b) {
+  if (autocasts({&x, &w, &b})) {
+    const DType low = autocast_dtype();
+    return to_dtype(linear(to_dtype(x, low), to_dtype(w, low), cast_if_defined(b, low)), DType::f32);
+  }
   Tensor xd = if_needed(needs(w), x.data()), wd = if_needed(needs(x), w.data());
   Shape sx = x.shape();
   bool nb = needs(b);

@@ -273,6 +273,11 @@ double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max
   return norm;
 }
 
+double grad_norm(const std::vector<autograd::Variable*>& params) {
+  std::vector<Tensor> grads = defined_grads(params, "grad_norm");
+  return grads.empty() ? 0.0 : global_norm(grads).item();
+}
+
 void scale_grads(const std::vector<autograd::Variable*>& params, double factor) {
   for (const Tensor& g : defined_grads(params, "scale_grads")) unary_(g, g, UnaryOp::mul_scalar, factor);
 }

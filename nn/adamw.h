@@ -121,6 +121,8 @@ class AdamW {
 // max_norm/(norm + 1e-6) < 1 every gradient is scaled by it. Returns the norm before clipping. Counts every
 // element of each gradient, masked positions included (a masked Linear's backward already zeroes those).
 double clip_grad_norm(const std::vector<autograd::Variable*>& params, double max_norm);
+// The same total norm without clipping.
+double grad_norm(const std::vector<autograd::Variable*>& params);
 // grad *= factor for every defined gradient (e.g. 1/k after k accumulated micro-batches).
 void scale_grads(const std::vector<autograd::Variable*>& params, double factor);
 // var.grad += g (a copy of g when var has none yet), as backward() accumulates.

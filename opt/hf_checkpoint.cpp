@@ -79,8 +79,8 @@ class ConfigReader {
 
 }  // namespace
 
-OptConfig read_hf_config(const std::string& path) {
-  const json j = read_json_file(path, "HF config");
+namespace {
+OptConfig config_from_json(const json& j, const std::string& path, const std::string& fallback_name) {
   ConfigReader r(j, path);
   const std::string model_type = r.string("model_type", "opt");
   PT_CHECK(model_type == "opt", r.where(), "model_type is \"", model_type, "\", expected \"opt\"");
@@ -89,8 +89,7 @@ OptConfig read_hf_config(const std::string& path) {
            "\" but OPT models here support only \"relu\"");
 
   OptConfig c;
-  std::string folder = fs::path(path).parent_path().filename().string();
-  c.name = r.string("_name_or_path", folder.empty() ? "hf-checkpoint" : folder);
+  c.name = r.string("_name_or_path", fallback_name);
   c.vocab_size = r.integer("vocab_size");
   c.hidden_size = r.integer("hidden_size");
   c.num_hidden_layers = r.integer("num_hidden_layers");
@@ -103,6 +102,7 @@ OptConfig read_hf_config(const std::string& path) {
   c.enable_bias = r.boolean("enable_bias", true);
   c.dropout = r.number("dropout", 0.1);
   c.attention_dropout = r.number("attention_dropout", 0.0);
+  c.layer_norm_eps = r.number("layer_norm_eps", 1e-5);
   c.init_std = r.number("init_std", 0.02);
   c.pad_token_id = r.integer("pad_token_id", 1);
   c.bos_token_id = r.integer("bos_token_id", 2);
@@ -113,6 +113,51 @@ OptConfig read_hf_config(const std::string& path) {
     PT_FAIL(r.where(), e.what());
   }
   return c;
+}
+}  // namespace
+
+OptConfig read_hf_config(const std::string& path) {
+  const json j = read_json_file(path, "HF config");
+  std::string folder = fs::path(path).parent_path().filename().string();
+  return config_from_json(j, path, folder.empty() ? "hf-checkpoint" : folder);
+}
+
+OptConfig parse_hf_config(const std::string& text, const std::string& where) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    PT_FAIL("HF config ", where, ": not valid JSON: ", e.what());
+  }
+  PT_CHECK(j.is_object(), "HF config ", where, ": must be a JSON object, found ", j.type_name());
+  return config_from_json(j, where, "custom");
+}
+
+std::string hf_config_json(const OptConfig& c) {
+  json j = {{"_name_or_path", c.name},
+            {"architectures", {"OPTForCausalLM"}},
+            {"model_type", "opt"},
+            {"activation_function", "relu"},
+            {"vocab_size", c.vocab_size},
+            {"hidden_size", c.hidden_size},
+            {"num_hidden_layers", c.num_hidden_layers},
+            {"ffn_dim", c.ffn_dim},
+            {"num_attention_heads", c.num_attention_heads},
+            {"max_position_embeddings", c.max_position_embeddings},
+            {"word_embed_proj_dim", c.word_embed_proj_dim},
+            {"do_layer_norm_before", c.do_layer_norm_before},
+            {"_remove_final_layer_norm", c.remove_final_layer_norm},
+            {"enable_bias", c.enable_bias},
+            {"dropout", c.dropout},
+            {"attention_dropout", c.attention_dropout},
+            {"layer_norm_eps", c.layer_norm_eps},
+            {"init_std", c.init_std},
+            {"pad_token_id", c.pad_token_id},
+            {"bos_token_id", c.bos_token_id},
+            {"eos_token_id", c.eos_token_id},
+            {"tie_word_embeddings", true},
+            {"torch_dtype", "float32"}};
+  return j.dump(2);
 }
 
 std::string canonical_opt_name(const std::string& s) {

@@ -18,6 +18,10 @@ namespace pt::opt {
 // Reads an HF OPT config.json. Errors name the file and the key (missing, wrong type, or an activation
 // other than relu). The config's name is "_name_or_path" when present, else the folder's name.
 OptConfig read_hf_config(const std::string& config_json_path);
+// The same from JSON text (e.g. a checkpoint's model_config attribute); `where` names it in errors.
+OptConfig parse_hf_config(const std::string& json_text, const std::string& where);
+// config.json text for a config (what transformers' OPTConfig reads back; tied word embeddings).
+std::string hf_config_json(const OptConfig& config);
 
 // "decoder.layers.0.fc1.weight" / "layers.0.fc1.weight" -> "model.decoder.layers.0.fc1.weight";
 // names already canonical (or unknown) come back unchanged.

@@ -22,6 +22,10 @@ using pt::Tensor;
 using pt::opt::HfCheckpoint;
 using pt::opt::opt_preset;
 using pt::opt::OptConfig;
+using pt::opt::opt_preset_names;
+using pt::opt::parse_hf_config;
+using pt::opt::hf_config_json;
+using pt::test::expect_error;
 using Named = std::vector<std::pair<std::string, Tensor>>;
 
 namespace {
@@ -71,7 +75,7 @@ Named random_weights(const OptConfig& c, DType dtype = DType::f16) {
 }
 
 // A config.json as transformers writes it for OPT.
-json hf_config_json(const OptConfig& c) {
+json transformers_config_json(const OptConfig& c) {
   return {{"_name_or_path", "test/" + c.name},
           {"activation_function", "relu"},
           {"architectures", {"OPTForCausalLM"}},
@@ -139,7 +143,7 @@ std::vector<std::string> expected_names(const OptConfig& c) {
 TEST_F(HfCheckpointTest, SingleFileConfigAndEveryTensor) {
   const OptConfig tiny = opt_preset("tiny");
   const Named w = random_weights(tiny);
-  HfCheckpoint ck(make_folder("tiny", hf_config_json(tiny), w));
+  HfCheckpoint ck(make_folder("tiny", transformers_config_json(tiny), w));
   EXPECT_TRUE(ck.config().same_architecture(tiny));
   EXPECT_EQ(ck.config().name, "test/opt-tiny");
   EXPECT_DOUBLE_EQ(ck.config().dropout, 0.1);
@@ -158,7 +162,7 @@ TEST_F(HfCheckpointTest, ShardedCheckpointWithIndex) {
   const Named w = random_weights(tiny, DType::f32);
   const fs::path d = dir_ / "sharded";
   fs::create_directories(d);
-  write_text(d / "config.json", hf_config_json(tiny).dump());
+  write_text(d / "config.json", transformers_config_json(tiny).dump());
   Named shard[2];
   json weight_map = json::object();
   for (size_t i = 0; i < w.size(); ++i) {
@@ -188,7 +192,7 @@ TEST_F(HfCheckpointTest, ShardedCheckpointWithIndex) {
 TEST_F(HfCheckpointTest, StrippedPrefixAsInOpt350m) {
   const OptConfig c = opt_preset("tiny-350m");  // post-LN, projections, no final layer norm
   const Named w = random_weights(c);
-  json config = hf_config_json(c);
+  json config = transformers_config_json(c);
   config.erase("enable_bias");  // defaults apply to keys older configs lack
   HfCheckpoint ck(make_folder("350m", config, with_prefix_stripped(w)));
   EXPECT_TRUE(ck.config().same_architecture(c));
@@ -205,13 +209,13 @@ TEST_F(HfCheckpointTest, StoredLmHeadIsUsedAndMustMatchTheEmbedding) {
   Named w = random_weights(tiny);
   const Tensor head = pt::test::random_tensor({tiny.vocab_size, tiny.hidden_size}, 7, -1, 1, DType::f16);
   w.emplace_back("lm_head.weight", head);
-  HfCheckpoint ck(make_folder("head", hf_config_json(tiny), w));
+  HfCheckpoint ck(make_folder("head", transformers_config_json(tiny), w));
   EXPECT_EQ(ck.canonical_names(), expected_names(tiny));
   EXPECT_TRUE(pt::test::tensors_equal(ck.read("lm_head.weight", DType::f16), head));
 
   w.back().second = pt::test::random_tensor({tiny.vocab_size, 8}, 8, -1, 1, DType::f16);
   try {
-    HfCheckpoint bad(make_folder("bad_head", hf_config_json(tiny), w));
+    HfCheckpoint bad(make_folder("bad_head", transformers_config_json(tiny), w));
     ADD_FAILURE() << "lm_head of the wrong shape accepted";
   } catch (const pt::Error& e) {
     EXPECT_CONTAINS(e.what(), "lm_head.weight has shape [512, 8] but model.decoder.embed_tokens.weight has [512, 64]");
@@ -219,12 +223,12 @@ TEST_F(HfCheckpointTest, StoredLmHeadIsUsedAndMustMatchTheEmbedding) {
   // Two stored names for one canonical tensor are ambiguous.
   Named twice = random_weights(tiny);
   twice.emplace_back("decoder.layers.0.fc1.bias", twice.back().second);
-  EXPECT_THROW(HfCheckpoint(make_folder("twice", hf_config_json(tiny), twice)), pt::Error);
+  EXPECT_THROW(HfCheckpoint(make_folder("twice", transformers_config_json(tiny), twice)), pt::Error);
 }
 
 TEST_F(HfCheckpointTest, CheckMatchesNamesTheFirstDifferingField) {
   const OptConfig tiny = opt_preset("tiny");
-  HfCheckpoint ck(make_folder("tiny", hf_config_json(tiny), random_weights(tiny)));
+  HfCheckpoint ck(make_folder("tiny", transformers_config_json(tiny), random_weights(tiny)));
   auto mismatch = [&](const OptConfig& preset) -> std::string {
     try {
       ck.check_matches(preset);
@@ -259,27 +263,27 @@ TEST_F(HfCheckpointTest, ConfigAndFolderErrorsAreClear) {
     }
     return "";
   };
-  const std::string good = make_folder("good", hf_config_json(tiny), w);
+  const std::string good = make_folder("good", transformers_config_json(tiny), w);
   fs::remove(fs::path(good) / "config.json");
   EXPECT_CONTAINS(open_error(good), "checkpoint " + good + ": missing config.json");
   EXPECT_CONTAINS(open_error((dir_ / "nowhere").string()), "no such folder");
 
-  json gelu = hf_config_json(tiny);
+  json gelu = transformers_config_json(tiny);
   gelu["activation_function"] = "gelu";
   std::string msg = open_error(make_folder("gelu", gelu, w));
   EXPECT_CONTAINS(msg, (dir_ / "gelu" / "config.json").string());
   EXPECT_CONTAINS(msg, "activation_function is \"gelu\"");
 
-  json missing = hf_config_json(tiny);
+  json missing = transformers_config_json(tiny);
   missing.erase("ffn_dim");
   EXPECT_CONTAINS(open_error(make_folder("missing", missing, w)), "config.json: missing key \"ffn_dim\"");
-  json typed = hf_config_json(tiny);
+  json typed = transformers_config_json(tiny);
   typed["hidden_size"] = "64";
   EXPECT_CONTAINS(open_error(make_folder("typed", typed, w)), "key \"hidden_size\" must be an integer, found \"64\"");
-  json flag = hf_config_json(tiny);
+  json flag = transformers_config_json(tiny);
   flag["do_layer_norm_before"] = 1;
   EXPECT_CONTAINS(open_error(make_folder("flag", flag, w)), "key \"do_layer_norm_before\" must be true or false");
-  json heads = hf_config_json(tiny);
+  json heads = transformers_config_json(tiny);
   heads["num_attention_heads"] = 5;
   EXPECT_CONTAINS(open_error(make_folder("heads", heads, w)), "not divisible by num_attention_heads 5");
   const fs::path broken = dir_ / "broken";
@@ -290,14 +294,14 @@ TEST_F(HfCheckpointTest, ConfigAndFolderErrorsAreClear) {
   // No weights: the message names both expected files and points at the converter when .bin files exist.
   const fs::path bin = dir_ / "bin";
   fs::create_directories(bin);
-  write_text(bin / "config.json", hf_config_json(tiny).dump());
+  write_text(bin / "config.json", transformers_config_json(tiny).dump());
   write_text(bin / "pytorch_model.bin", "not really");
   msg = open_error(bin.string());
   EXPECT_CONTAINS(msg, (bin / "model.safetensors").string());
   EXPECT_CONTAINS(msg, "convert_bin_to_safetensors.py");
 
   // read_into names the canonical tensor and both shapes.
-  HfCheckpoint ck(make_folder("shape", hf_config_json(tiny), w));
+  HfCheckpoint ck(make_folder("shape", transformers_config_json(tiny), w));
   try {
     ck.read_into("model.decoder.layers.0.fc1.weight", Tensor::zeros({64, 256}));
     ADD_FAILURE() << "shape mismatch accepted";
@@ -305,6 +309,25 @@ TEST_F(HfCheckpointTest, ConfigAndFolderErrorsAreClear) {
     EXPECT_CONTAINS(e.what(),
                     "tensor model.decoder.layers.0.fc1.weight: expected shape [64, 256] but the file has [256, 64]");
   }
+}
+
+// The config.json the project writes (checkpoints, HF export) reads back to the same architecture, both
+// through the project's reader and as transformers' own fixture-style keys expect.
+TEST(HfConfigJson, RoundTripsEveryPreset) {
+  for (const std::string& name : opt_preset_names()) {
+    OptConfig c = opt_preset(name);
+    c.dropout = 0.05;
+    const OptConfig back = parse_hf_config(hf_config_json(c), "round trip");
+    EXPECT_TRUE(back.same_architecture(c)) << name;
+    EXPECT_EQ(back.name, c.name);
+    EXPECT_DOUBLE_EQ(back.dropout, 0.05);
+    const json j = json::parse(hf_config_json(c));
+    const json ref = transformers_config_json(c);
+    for (const char* key : {"vocab_size", "hidden_size", "num_hidden_layers", "ffn_dim", "num_attention_heads",
+                            "max_position_embeddings", "word_embed_proj_dim", "do_layer_norm_before", "model_type"})
+      EXPECT_EQ(j.at(key), ref.at(key)) << name << " " << key;
+  }
+  expect_error([] { parse_hf_config("{not json", "x"); }, "HF config x: not valid JSON");
 }
 
 }  // namespace

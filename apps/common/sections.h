@@ -1,0 +1,61 @@
+// Reading the configuration sections shared by the apps (pretrain, train_prune) from a validated INI file,
+// so every app accepts the same keys with the same meaning, ranges and error messages.
+//   [run]    device, seed, kernels, output, threads
+//   [model]  preset / custom shape of a new OPT model, or weights to load
+//   [data]   WikiText-2 and tokenizer folders, token cache
+//   [train]  / [retrain]  steps, batch, sequence length, optimizer, schedule, checkpoints
+//   [eval]   perplexity windows
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/ini_config.h"
+#include "nn/adamw.h"
+#include "opt/model.h"
+#include "train/trainer.h"
+
+namespace pt::app {
+
+struct RunSection {
+  Device device = Device::cpu;
+  std::string device_name = "auto";
+  uint64_t seed = 0;
+  std::string kernels = "fused";  // fused | unfused: AdamW (and pruning) kernels; on the CPU fused = the reference loop
+  std::string output;             // the run's folder
+  int64_t threads = 0;            // 0 = OpenMP's default
+};
+RunSection read_run_section(config::IniConfig& ini, const std::string& default_output);
+// The AdamW kernel a `kernels` setting means on a device.
+nn::AdamWKernel adamw_kernel_for(const std::string& kernels, Device device);
+
+struct ModelSection {
+  std::string preset;    // a preset name, or "custom" (shape below)
+  opt::OptConfig config; // resolved shape
+  std::string weights;   // "" / "random" = random init; an HF folder; or an HDF5 checkpoint (.h5)
+};
+ModelSection read_model_section(config::IniConfig& ini);
+// Builds the model on `device`: random init (seeded) or weights from an HF folder / HDF5 checkpoint.
+std::unique_ptr<opt::OptForCausalLM> build_model(const ModelSection& m, Device device, uint64_t seed);
+
+struct DataSection {
+  std::string dir = "data";
+  std::string train_path;  // "" = the default train text under dir
+  std::string cache_dir = "cache";
+};
+DataSection read_data_section(config::IniConfig& ini);
+
+// [train]-style section (also [retrain]): fills the trainer's options except paths and logging.
+train::TrainOptions read_train_section(config::IniConfig& ini, const std::string& section,
+                                       const train::TrainOptions& defaults, int64_t max_seqlen);
+
+struct EvalSection {
+  int64_t seqlen = 0;   // 0 = the model's context (SparseGPT's protocol)
+  int64_t batch = 4;
+  int64_t windows = 0;  // 0 = all
+  int64_t periodic_windows = 0;  // evaluations during training (0 = all): a cheaper estimate
+};
+EvalSection read_eval_section(config::IniConfig& ini, int64_t max_seqlen);
+
+}  // namespace pt::app
