@@ -22,6 +22,8 @@ struct LineSource {
   size_t pos = 0;
   int line = 0;
   std::map<std::string, int> section_lines;  // first [header] line of each section (inih does not report it)
+  int too_long_line = 0;                     // a line that does not fit inih's buffer (parsing stops there)
+  bool continuation = false;                 // the line just read starts with whitespace (a value continues)
 };
 
 char* read_line(char* str, int num, void* stream) {
@@ -29,8 +31,13 @@ char* read_line(char* str, int num, void* stream) {
   if (src->pos >= src->text->size()) return nullptr;
   const size_t end = src->text->find('\n', src->pos);
   const size_t stop = end == std::string::npos ? src->text->size() : end + 1;
-  const size_t n = std::min(stop - src->pos, size_t(num - 1));
+  if (stop - src->pos > size_t(num - 1)) {
+    src->too_long_line = src->line + 1;
+    return nullptr;
+  }
+  const size_t n = stop - src->pos;
   std::memcpy(str, src->text->data() + src->pos, n);
+  src->continuation = n > 0 && (str[0] == ' ' || str[0] == '\t');
   str[n] = '\0';
   src->pos += n;
   if (n > 0 && str[n - 1] == '\n') ++src->line;
@@ -54,6 +61,7 @@ struct ParseState {
   std::map<std::string, std::map<std::string, IniValue>>* values;
   std::map<std::string, std::string>* section_origin;
   std::vector<std::pair<std::string, std::string>>* order;
+  std::string last_key;
 };
 
 std::string trim(const std::string& s) {
@@ -88,6 +96,11 @@ IniConfig IniConfig::from_string(const std::string& text, const std::string& nam
       return 0;
     }
     auto& keys = (*st->values)[sec];
+    if (keys.count(k) && st->source->continuation && st->last_key == sec + "." + k) {
+      keys[k].value += " " + trim(value);  // an indented line continues the previous value
+      return 1;
+    }
+    st->last_key = sec + "." + k;
     if (keys.count(k)) {
       st->error = where + ": [" + sec + "] " + k + " is set twice (first at " + keys[k].origin + ")";
       return 0;
@@ -98,6 +111,8 @@ IniConfig IniConfig::from_string(const std::string& text, const std::string& nam
   };
   const int rc = ini_parse_stream(read_line, &src, handler, &st);
   if (!st.error.empty()) PT_FAIL(st.error);
+  PT_CHECK(src.too_long_line == 0, name, ":", src.too_long_line, ": line longer than ", INI_MAX_LINE - 2,
+           " characters; continue a long value on following lines indented by a space");
   PT_CHECK(rc == 0, name, ":", rc, ": cannot parse this line (expected [section], key = value, or a comment)");
   return c;
 }

@@ -21,9 +21,11 @@ Variable Linear::forward(const Variable& x) const {
   if (input_observer) input_observer(x.data());
   // Pruned weights are stored as 0, so the product needs no mask; when recording a graph the mask still goes
   // in front of W so the pruned positions get exactly zero gradient (clipping and optimizers never see them).
+  Variable w = weight;
   if (weight_mask.defined() && autograd::grad_enabled() && weight.requires_grad())
-    return autograd::linear(x, autograd::apply_mask(weight, weight_mask), bias);
-  return autograd::linear(x, weight, bias);
+    w = autograd::apply_mask(weight, weight_mask);
+  if (adapter_) w = adapter_->effective_weight(w, weight_mask);
+  return autograd::linear(x, w, bias);
 }
 
 void Linear::init_normal(double std, Generator& gen) {
@@ -37,6 +39,57 @@ void Linear::set_mask(const Tensor& keep) {
            shape_str(weight.shape()));
   weight_mask = keep.to(weight.device()).contiguous();
   weight.data().copy_(pt::apply_mask(weight.data(), weight_mask));
+}
+
+void Linear::attach_adapter(std::shared_ptr<LinearAdapter> adapter) {
+  PT_CHECK(adapter != nullptr, "Linear::attach_adapter: the adapter is null");
+  PT_CHECK(!adapter_, "Linear::attach_adapter: ", weight.name(), " already has a ", adapter_->kind(),
+           " adapter; merge or detach it first");
+  {
+    // Probe once, so an adapter made for another layer fails here, not deep inside a training step.
+    autograd::NoGradGuard no_grad;
+    auto mismatch = [&](const std::string& why) {
+      PT_FAIL("Linear::attach_adapter: a ", adapter->kind(), " adapter does not fit ", weight.name(), " ",
+              shape_str(weight.shape()), ": ", why);
+    };
+    Shape got;
+    try {
+      got = adapter->effective_weight(weight, weight_mask).shape();
+    } catch (const Error& e) {
+      mismatch(e.what());
+    }
+    if (got != weight.shape()) mismatch("its effective weight is " + shape_str(got));
+  }
+  std::vector<std::string> names;
+  try {
+    for (auto& [name, p] : adapter->named_parameters()) {
+      register_parameter(name, p);
+      names.push_back(name);
+    }
+  } catch (...) {
+    for (auto& n : names) unregister_parameter(n);
+    throw;
+  }
+  adapter_ = std::move(adapter);
+  adapter_parameter_names_ = std::move(names);
+}
+
+void Linear::merge_adapter() {
+  PT_CHECK(adapter_, "Linear::merge_adapter: ", weight.name(), " has no adapter");
+  {
+    autograd::NoGradGuard no_grad;
+    Tensor merged = adapter_->effective_weight(weight, weight_mask).data();
+    // The adapters already give 0 where W is pruned, but possibly -0.0 (0 · negative); write +0.0.
+    if (weight_mask.defined()) merged = pt::apply_mask(merged, weight_mask);
+    weight.data().copy_(merged);
+  }
+  detach_adapter();
+}
+
+void Linear::detach_adapter() {
+  for (auto& n : adapter_parameter_names_) unregister_parameter(n);
+  adapter_parameter_names_.clear();
+  adapter_.reset();
 }
 
 }  // namespace pt::nn

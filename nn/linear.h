@@ -2,13 +2,31 @@
 // Pruning stores a u8 keep-mask in the buffer `weight_mask` [out, in] and writes zeros into the pruned
 // weights, so the forward is the plain dense product; while a graph is recorded the mask also zeroes the
 // gradient of the pruned weights, and the masked optimizer keeps their values at exactly zero.
+//
+// Parameter-efficient retraining attaches a LinearAdapter (nn/lora.h): the forward then multiplies by the
+// adapter's effective weight, a function of W, the mask and the adapter's own parameters, and merging makes
+// that effective weight the layer's weight.
 #pragma once
 #include <functional>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "nn/module.h"
 #include "tensor/random.h"
 
 namespace pt::nn {
+
+// A reparametrisation of a Linear layer's weight. Its parameters are registered in the adapter (by their short
+// names, e.g. "lora_A") and, while it is attached, in the Linear too, so they appear in the model's
+// named_parameters, state dict and checkpoints as "….q_proj.lora_A".
+class LinearAdapter : public Module {
+ public:
+  // weight: W [out, in] (already masked when its gradient is recorded); keep_mask: the layer's u8 keep-mask,
+  // or undefined for a dense layer. Returns the [out, in] weight the forward multiplies by.
+  virtual Variable effective_weight(const Variable& weight, const Tensor& keep_mask) const = 0;
+  virtual std::string kind() const = 0;  // for messages: "mask-lora", "scale-lora"
+};
 
 class Linear : public Module {
  public:
@@ -16,7 +34,7 @@ class Linear : public Module {
          DType dtype = DType::f32);
 
   // x [..., in] -> [..., out]. Calls input_observer (if set) with x first. With a mask, dL/dW is 0 where
-  // the mask is 0.
+  // the mask is 0. With an adapter, W is replaced by adapter->effective_weight(W, weight_mask).
   Variable forward(const Variable& x) const;
 
   // Hugging Face's _init_weights: weight ~ N(0, std), bias = 0.
@@ -27,6 +45,17 @@ class Linear : public Module {
   void clear_mask() { weight_mask = Tensor(); }
   bool has_mask() const { return weight_mask.defined(); }
 
+  // Attaches an adapter (one at a time) and registers its parameters under this layer. Throws when one is
+  // attached already, or when the adapter's effective weight does not have the weight's shape.
+  void attach_adapter(std::shared_ptr<LinearAdapter> adapter);
+  // Makes the effective weight permanent: W = effective_weight(W, mask) with every pruned entry rewritten as
+  // +0.0, then detaches the adapter. The forward is unchanged by the merge. Call it outside autocast.
+  void merge_adapter();
+  // Detaches the adapter without touching W.
+  void detach_adapter();
+  bool has_adapter() const { return adapter_ != nullptr; }
+  LinearAdapter* adapter() const { return adapter_.get(); }
+
   int64_t in_features() const { return weight.size(1); }
   int64_t out_features() const { return weight.size(0); }
 
@@ -35,6 +64,10 @@ class Linear : public Module {
   Tensor weight_mask;   // u8 [out, in]; undefined until pruned
   // Sees every forward input (e.g. to accumulate calibration statistics for SparseGPT / Wanda).
   std::function<void(const Tensor& input)> input_observer;
+
+ private:
+  std::shared_ptr<LinearAdapter> adapter_;
+  std::vector<std::string> adapter_parameter_names_;  // registered on this layer while attached
 };
 
 }  // namespace pt::nn

@@ -43,6 +43,15 @@ void Module::register_parameter(const std::string& name, Variable* parameter) {
   params_.emplace_back(name, parameter);
 }
 
+void Module::unregister_parameter(const std::string& name) {
+  for (auto it = params_.begin(); it != params_.end(); ++it)
+    if (it->first == name) {
+      params_.erase(it);
+      return;
+    }
+  PT_FAIL("Module::unregister_parameter: no parameter '", name, "' in this module");
+}
+
 void Module::register_buffer(const std::string& name, Tensor* buffer) {
   check_new_name(name, false);
   PT_CHECK(buffer, "Module::register_buffer: '", name, "' is a null pointer");

@@ -57,6 +57,8 @@ class Module {
   // Register members under `name` (no dots; unique per module). Pointers must outlive the module: they point
   // at the module's own members.
   void register_parameter(const std::string& name, Variable* parameter);
+  // Removes a parameter registered earlier (an adapter being detached); throws when there is none.
+  void unregister_parameter(const std::string& name);
   void register_buffer(const std::string& name, Tensor* buffer);
   // Child names may contain dots ("layers.0"), which simply become part of the path.
   void register_module(const std::string& name, Module* child);

@@ -60,7 +60,9 @@ std::unique_ptr<OptForCausalLM> OptForCausalLM::from_hf(const HfCheckpoint& chec
 void OptForCausalLM::load_hf(const HfCheckpoint& checkpoint) {
   checkpoint.check_matches(config_);
   const auto params = named_parameters();
-  std::set<std::string> ours{"lm_head.weight"};  // tied: served by embed_tokens, nothing to read
+  // Tied, the head is served by embed_tokens and there is nothing to read for it; untied, it is one of the
+  // parameters, and checkpoints without a separate head serve it from the embedding.
+  std::set<std::string> ours{"lm_head.weight"};
   for (auto& [name, p] : params) {
     ours.insert(name);
     PT_CHECK(checkpoint.has(name), "load_hf: checkpoint ", checkpoint.dir(), " is missing tensor ", name);
@@ -94,7 +96,20 @@ Variable OptForCausalLM::head(const Variable& h) {
   Variable x = h;
   if (final_layer_norm) x = final_layer_norm->forward(x);
   if (project_out) x = project_out->forward(x);               // [B,T,E]
+  if (lm_head) return lm_head->forward(x);                    // [B,T,V]
   return ag::linear(x, embed_tokens.weight, Variable());      // tied lm_head: [B,T,V]
+}
+
+void OptForCausalLM::untie_lm_head() {
+  if (lm_head) return;
+  const Variable& e = embed_tokens.weight;
+  auto head = std::make_unique<nn::Linear>(e.size(1), e.size(0), /*bias=*/false, e.device(), e.dtype());
+  head->weight.data().copy_(e.data());
+  head->weight.set_requires_grad(e.requires_grad());
+  head->weight.set_name("lm_head.weight");
+  head->train(is_training());
+  register_module("lm_head", head.get());
+  lm_head = std::move(head);
 }
 
 Variable OptForCausalLM::forward(const Tensor& ids, KVCache* cache) {

@@ -5,7 +5,8 @@
 //   model.decoder.project_out/in      [E, C] / [C, E], no bias, only when E != C (350m)
 //   model.decoder.final_layer_norm    only for pre-LN models
 //   model.decoder.layers.{i}.…        see DecoderLayer
-// The LM head is the token embedding itself (logits = h·Eᵀ), not a separate parameter.
+// The LM head is the token embedding itself (logits = h·Eᵀ), not a separate parameter, until untie_lm_head()
+// gives it its own weight "lm_head.weight" [V, E] (for retraining the head without touching the embedding).
 // B = batch, T = tokens, C = hidden size, E = word_embed_proj_dim, V = vocab size.
 #pragma once
 #include <memory>
@@ -61,7 +62,15 @@ class OptForCausalLM : public nn::Module {
   // Layer-by-layer access (calibration and pruning run one decoder layer at a time):
   //   x = embed(ids); for each layer: x = layer(i).forward(Variable(x)).data(); logits = head(Variable(x)).
   Tensor embed(const Tensor& ids);  // [B, T] -> layer-0 input [B, T, C], without gradients
-  Variable head(const Variable& h);  // [B, T, C] -> logits [B, T, V]: final LN, project_out, tied lm_head
+  Variable head(const Variable& h);  // [B, T, C] -> logits [B, T, V]: final LN, project_out, lm_head
+
+  // Gives the LM head its own parameter, registered last as "lm_head.weight" (a bias-free Linear E -> V, as in
+  // transformers), initialised to a copy of embed_tokens.weight so the logits do not change. From then on the
+  // head and the embedding are trained independently and both are in state_dict() and checkpoints (a model
+  // must be untied before loading a checkpoint of an untied one). Does nothing when already untied.
+  void untie_lm_head();
+  bool lm_head_tied() const { return lm_head == nullptr; }
+
   int64_t num_layers() const { return int64_t(layers_.size()); }
   DecoderLayer& layer(int64_t i);
   std::vector<DecoderLayer*> decoder_layers();
@@ -73,6 +82,7 @@ class OptForCausalLM : public nn::Module {
   nn::Embedding embed_positions;
   std::unique_ptr<nn::Linear> project_out, project_in;  // only when E != C
   std::unique_ptr<nn::LayerNorm> final_layer_norm;      // only for pre-LN
+  std::unique_ptr<nn::Linear> lm_head;                  // only once untied; else the head is embed_tokens
 
  private:
   OptForCausalLM(const OptConfig& config, Device device, DType dtype, uint64_t seed, bool random_init);

@@ -60,6 +60,14 @@ TEST(IniConfig, ErrorsNameFileLineKeyAndWhatIsAllowed) {
   expect_error([&] { IniConfig::from_file("/nonexistent/x.ini"); }, "config /nonexistent/x.ini: cannot open");
 }
 
+TEST(IniConfig, LongValuesContinueOnIndentedLinesAndOverlongLinesAreErrors) {
+  IniConfig c = IniConfig::from_string("[e]\narms = a:b,\n  c:d,\n\te:f\nx = 1\n", "x.ini");
+  EXPECT_EQ(c.text("e", "arms", ""), "a:b, c:d, e:f");
+  EXPECT_EQ(c.integer("e", "x", 0, 0, 9), 1);
+  expect_error([] { IniConfig::from_string("[e]\nv = " + std::string(300, '1') + "\n", "x.ini"); },
+               "x.ini:2: line longer than");
+}
+
 TEST(IniConfig, UnknownSectionsAndKeysAreErrors) {
   IniConfig a = IniConfig::from_string("[run]\nseed = 1\nsede = 2\n", "x.ini");
   a.integer("run", "seed", 0, 0, 9);

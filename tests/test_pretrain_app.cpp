@@ -15,8 +15,6 @@
 
 #include "test_util.h"
 
-extern char** environ;
-
 namespace pt::test {
 namespace {
 
@@ -28,12 +26,6 @@ const std::string kPretrain = std::string(PT_BINARY_DIR) + "/pretrain";
   if (!fs::exists(kData + "/wikitext-2-tokens/wiki.train.tokens.part") || !fs::exists(kData + "/opt-tokenizer")) \
   GTEST_SKIP() << "no WikiText-2 / tokenizer under " << kData << " (link ../shared/data there)"
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // A config for a model small enough to train 16 steps in seconds (full OPT vocabulary: real tokens).
 std::string tiny_config(const std::string& out) {
@@ -45,27 +37,9 @@ std::string tiny_config(const std::string& out) {
          "[eval]\nseqlen = 32\nbatch = 4\nwindows = 6\nperiodic_windows = 3\n";
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  pid_t pid = -1;
-  EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
 
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
-int run(const std::vector<std::string>& args, const std::string& log) { return wait_exit(spawn(args, log)); }
+int run(const std::vector<std::string>& args, const std::string& log) { return wait_exit(spawn_process(args, log)); }
 
 class PretrainApp : public TempDirTest {};
 
@@ -75,15 +49,15 @@ TEST_F(PretrainApp, KilledRunsResumeToTheSameResult) {
   const std::string ini_a = path("a.ini"), ini_b = path("b.ini");
   std::ofstream(ini_a) << tiny_config(path("a"));
   std::ofstream(ini_b) << tiny_config(path("a"));  // the same run_config text; only the file path differs
-  ASSERT_EQ(run({kPretrain, "--config", ini_a, "--no-progress"}, path("a.log")), 0) << read_file(path("a.log"));
-  const std::string reference = read_file(path("a/loss.csv"));
+  ASSERT_EQ(run({kPretrain, "--config", ini_a, "--no-progress"}, path("a.log")), 0) << read_text_file(path("a.log"));
+  const std::string reference = read_text_file(path("a/loss.csv"));
   ASSERT_NE(reference.find("\n16,"), std::string::npos) << reference;
 
   // Kill at several points (early, while checkpoints are being written, late), then let it finish.
   fs::rename(path("a"), path("reference"));
   for (int delay_ms : {100, 600}) {
     SCOPED_TRACE("killed after " + std::to_string(delay_ms) + " ms of training");
-    const pid_t pid = spawn({kPretrain, "--config", ini_b, "--no-progress"}, path("b.log"));
+    const int pid = spawn_process({kPretrain, "--config", ini_b, "--no-progress"}, path("b.log"));
     // Wait for the first checkpoint (training is under way), then a little more, then SIGKILL.
     for (int i = 0; i < 600 && !fs::exists(path("a/checkpoint.h5")) && !fs::exists(path("a/model.h5")); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -91,11 +65,11 @@ TEST_F(PretrainApp, KilledRunsResumeToTheSameResult) {
     kill(pid, SIGKILL);
     wait_exit(pid);
     // Whatever is on disk must load: a rerun resumes (or, if the kill came late, finds the run complete).
-    ASSERT_EQ(run({kPretrain, "--config", ini_b, "--no-progress"}, path("b.log")), 0) << read_file(path("b.log"));
-    EXPECT_EQ(read_file(path("a/loss.csv")), reference);
+    ASSERT_EQ(run({kPretrain, "--config", ini_b, "--no-progress"}, path("b.log")), 0) << read_text_file(path("b.log"));
+    EXPECT_EQ(read_text_file(path("a/loss.csv")), reference);
     fs::remove_all(path("a"));
   }
-  EXPECT_NE(read_file(path("b.log")).find("resumed from"), std::string::npos);
+  EXPECT_NE(read_text_file(path("b.log")).find("resumed from"), std::string::npos);
 }
 
 TEST_F(PretrainApp, BadConfigurationsFailWithOneLineAndTouchNothing) {
@@ -123,13 +97,13 @@ TEST_F(PretrainApp, BadConfigurationsFailWithOneLineAndTouchNothing) {
     const std::string log = path("bad.log");
     fs::remove(log);
     EXPECT_EQ(run({kPretrain, "--config", ini, "--set", c.setting}, log), 1);
-    const std::string out = read_file(log);
+    const std::string out = read_text_file(log);
     EXPECT_NE(out.find(c.needle), std::string::npos) << out;
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;  // one line
   }
   EXPECT_EQ(run({kPretrain, "--config", path("missing.ini")}, path("missing.log")), 1);
-  EXPECT_NE(read_file(path("missing.log")).find("missing.ini: cannot open"), std::string::npos);
-  EXPECT_EQ(read_file(path("out/model.h5")), "precious");
+  EXPECT_NE(read_text_file(path("missing.log")).find("missing.ini: cannot open"), std::string::npos);
+  EXPECT_EQ(read_text_file(path("out/model.h5")), "precious");
   EXPECT_EQ(std::distance(fs::directory_iterator(path("out")), fs::directory_iterator()), 1);
 }
 

@@ -15,19 +15,6 @@
 namespace pt::test {
 namespace {
 
-// A learnable stream over the tiny vocabulary: a fixed random successor for each token, followed 90 % of
-// the time (otherwise a random token). Its best achievable perplexity is far below the vocabulary size.
-std::vector<int32_t> markov_stream(int64_t n, int64_t vocab, uint64_t seed) {
-  std::vector<int32_t> next(static_cast<size_t>(vocab)), out(static_cast<size_t>(n));
-  for (int64_t i = 0; i < vocab; ++i) next[size_t(i)] = int32_t(random_bits(1234, uint64_t(i)) % uint64_t(vocab));
-  int32_t cur = 3;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint64_t r = random_bits(seed, uint64_t(i));
-    cur = (r % 10) != 0 ? next[size_t(cur)] : int32_t((r >> 8) % uint64_t(vocab));
-    out[size_t(i)] = cur;
-  }
-  return out;
-}
 
 opt::OptConfig tiny_config(double dropout) {
   opt::OptConfig c = opt::opt_preset("tiny");
@@ -112,7 +99,7 @@ TEST(Trainer, ParameterGroupsFollowHuggingFaceAndCarryMasks) {
 
 TEST(Trainer, LossGoesDownAndTestPerplexityImproves) {
   opt::OptForCausalLM m(tiny_config(0.0), Device::cpu, 3);
-  const auto train_ids = markov_stream(30000, 512, 1), eval_ids = markov_stream(4096, 512, 2);
+  const auto train_ids = learnable_token_stream(30000, 512, 1), eval_ids = learnable_token_stream(4096, 512, 2);
   opt::PerplexityOptions po;
   po.seqlen = 32;
   po.show_progress = false;
@@ -142,7 +129,7 @@ class TrainerResume : public TempDirTest {};
 // Stopping after any step and starting again gives the losses, evaluations and weights of an uninterrupted
 // run bit for bit (dropout, gradient accumulation, clipping, a schedule, weight decay and a mask included).
 TEST_F(TrainerResume, CrashAndResumeIsBitIdentical) {
-  const auto train_ids = markov_stream(20000, 512, 11), eval_ids = markov_stream(2048, 512, 12);
+  const auto train_ids = learnable_token_stream(20000, 512, 11), eval_ids = learnable_token_stream(2048, 512, 12);
   opt::OptForCausalLM full(tiny_config(0.1), Device::cpu, 5);
   prune_fc1(full);
   train::TrainOptions o = small_options();
@@ -196,7 +183,7 @@ TEST_F(TrainerResume, CrashAndResumeIsBitIdentical) {
 }
 
 TEST_F(TrainerResume, RefusesACheckpointOfAnotherConfiguration) {
-  const auto train_ids = markov_stream(5000, 512, 11);
+  const auto train_ids = learnable_token_stream(5000, 512, 11);
   opt::OptForCausalLM m(tiny_config(0.0), Device::cpu, 5);
   train::TrainOptions o = small_options();
   o.steps = 2;

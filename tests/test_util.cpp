@@ -1,9 +1,16 @@
 #include "tests/test_util.h"
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <fstream>
 
 #include <cstring>
 #include <sstream>
+
+extern char** environ;
 
 namespace pt::test {
 
@@ -82,5 +89,46 @@ void TempDirTest::SetUp() {
 }
 
 void TempDirTest::TearDown() { std::filesystem::remove_all(dir_); }
+
+
+std::vector<int32_t> learnable_token_stream(int64_t n, int64_t vocab, uint64_t seed) {
+  std::vector<int32_t> next(static_cast<size_t>(vocab)), out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < vocab; ++i) next[size_t(i)] = int32_t(random_bits(1234, uint64_t(i)) % uint64_t(vocab));
+  int32_t cur = 3 % int32_t(vocab);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t r = random_bits(seed, uint64_t(i));
+    cur = (r % 10) != 0 ? next[size_t(cur)] : int32_t((r >> 8) % uint64_t(vocab));
+    out[size_t(i)] = cur;
+  }
+  return out;
+}
+
+int spawn_process(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  EXPECT_EQ(rc, 0) << "cannot start " << args[0];
+  return int(pid);
+}
+
+int wait_exit(int pid) {
+  int status = 0;
+  waitpid(pid_t(pid), &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 }  // namespace pt::test

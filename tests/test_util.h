@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
@@ -72,5 +73,16 @@ class PoisonScope {
  private:
   bool prev_;
 };
+
+
+// A learnable token stream over [0, vocab): a fixed random successor for each token, followed 90 % of the
+// time (otherwise a random token), so a small model's perplexity can fall far below the vocabulary size.
+std::vector<int32_t> learnable_token_stream(int64_t n, int64_t vocab, uint64_t seed);
+
+// Running the apps as separate processes (so a test can kill them mid-run): stdout and stderr appended to
+// `log`; wait_exit gives the exit code, or 128 + the signal that ended the process.
+int spawn_process(const std::vector<std::string>& args, const std::string& log);
+int wait_exit(int pid);
+std::string read_text_file(const std::string& path);  // "" when missing
 
 }  // namespace pt::test

@@ -36,7 +36,7 @@ nn::AdamWKernel adamw_kernel_for(const std::string& kernels, Device device) {
   return device == Device::cuda ? nn::AdamWKernel::fused : nn::AdamWKernel::reference;
 }
 
-ModelSection read_model_section(config::IniConfig& ini) {
+ModelSection read_model_section(config::IniConfig& ini, bool weights_may_be_missing) {
   ModelSection m;
   std::vector<std::string> presets = opt::opt_preset_names();
   presets.push_back("custom");
@@ -63,7 +63,7 @@ ModelSection read_model_section(config::IniConfig& ini) {
   } catch (const Error& e) {
     ini.fail("model", "preset", e.what());
   }
-  if (m.weights != "random" && !m.weights.empty() && !std::filesystem::exists(m.weights))
+  if (m.weights != "random" && !m.weights.empty() && !weights_may_be_missing && !std::filesystem::exists(m.weights))
     ini.fail("model", "weights", "no such file or folder (give an HF model folder, an .h5 checkpoint, or random)");
   return m;
 }

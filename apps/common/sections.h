@@ -35,7 +35,8 @@ struct ModelSection {
   opt::OptConfig config; // resolved shape
   std::string weights;   // "" / "random" = random init; an HF folder; or an HDF5 checkpoint (.h5)
 };
-ModelSection read_model_section(config::IniConfig& ini);
+// weights_may_be_missing: a missing weights file is allowed (it will be pretrained first).
+ModelSection read_model_section(config::IniConfig& ini, bool weights_may_be_missing = false);
 // Builds the model on `device`: random init (seeded) or weights from an HF folder / HDF5 checkpoint.
 std::unique_ptr<opt::OptForCausalLM> build_model(const ModelSection& m, Device device, uint64_t seed);
 

@@ -1,0 +1,122 @@
+#include "apps/train_prune/results.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "apps/common/atomic_file.h"
+#include "prune/sequential.h"
+
+namespace pt::app {
+
+std::vector<ResultRow> collect_rows(const Plan& plan, StageRunner& runner) {
+  std::vector<ResultRow> rows;
+  for (const Cell& c : plan.cells) {
+    const Arm& arm = plan.arms[c.arm];
+    const StageRecord last = runner.ensure(c.stage_key);
+    ResultRow r;
+    r.arm = arm.label;
+    r.method = prune::prune_method_name(arm.method);
+    r.schedule = schedule_name(arm.schedule);
+    r.scope = train::retrain_scope_name(arm.scope);
+    r.target_sparsity = c.sparsity;
+    r.measured_sparsity = last.sparsity;
+    r.perplexity = last.perplexity;
+    r.eval_seconds = last.eval_seconds;
+    r.reconstruction_error = NAN;
+    if (!c.prune_key.empty()) {
+      const StageRecord p = runner.ensure(c.prune_key);
+      r.prune_seconds = p.op_seconds;
+      r.reconstruction_error = p.reconstruction_error;
+    }
+    if (!c.retrain_key.empty()) {
+      const StageRecord t = runner.ensure(c.retrain_key);
+      r.retrain_seconds = t.op_seconds;
+      r.trained_parameters = t.trained_parameters;
+      r.total_parameters = t.total_parameters;
+    }
+    for (std::string k = c.stage_key; !k.empty(); k = plan.stage(k).parent) r.total_seconds += runner.ensure(k).op_seconds;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+std::string results_table(const Plan& plan, const std::vector<ResultRow>& rows) {
+  std::ostringstream o;
+  o << "| sparsity |";
+  for (const Arm& a : plan.arms) o << " " << a.label << " |";
+  o << "\n|---:|";
+  for (size_t i = 0; i < plan.arms.size(); ++i) o << "---:|";
+  o << "\n";
+  std::vector<double> sorted = plan.sparsities;
+  std::sort(sorted.begin(), sorted.end());
+  for (double s : sorted) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.2f", s);
+    o << "| " << buf << " |";
+    for (const Arm& a : plan.arms)
+      for (const ResultRow& r : rows)
+        if (r.arm == a.label && r.target_sparsity == s) {
+          std::snprintf(buf, sizeof buf, "%.4f", r.perplexity);
+          o << " " << buf << " |";
+        }
+    o << "\n";
+  }
+  return o.str();
+}
+
+void write_results(const std::string& dir, const Plan& plan, const std::vector<ResultRow>& rows, RunLog& log) {
+  std::ostringstream csv;
+  csv.precision(10);
+  csv << "arm,method,schedule,scope,target_sparsity,measured_sparsity,perplexity,prune_seconds,retrain_seconds,"
+         "eval_seconds,total_seconds,trained_parameters,total_parameters,trained_fraction,reconstruction_error\n";
+  nlohmann::json js = nlohmann::json::array();
+  for (const ResultRow& r : rows) {
+    const double frac = r.total_parameters > 0 ? double(r.trained_parameters) / double(r.total_parameters) : 0.0;
+    csv << '"' << r.arm << "\"," << r.method << "," << r.schedule << "," << r.scope << "," << r.target_sparsity << ","
+        << r.measured_sparsity << "," << r.perplexity << "," << r.prune_seconds << "," << r.retrain_seconds << ","
+        << r.eval_seconds << "," << r.total_seconds << "," << r.trained_parameters << "," << r.total_parameters << ","
+        << frac << ",";
+    if (std::isfinite(r.reconstruction_error)) csv << r.reconstruction_error;
+    csv << "\n";
+    js.push_back({{"arm", r.arm}, {"method", r.method}, {"schedule", r.schedule}, {"scope", r.scope},
+                  {"target_sparsity", r.target_sparsity}, {"measured_sparsity", r.measured_sparsity},
+                  {"perplexity", r.perplexity}, {"prune_seconds", r.prune_seconds},
+                  {"retrain_seconds", r.retrain_seconds}, {"eval_seconds", r.eval_seconds},
+                  {"total_seconds", r.total_seconds}, {"trained_parameters", r.trained_parameters},
+                  {"total_parameters", r.total_parameters}, {"trained_fraction", frac},
+                  {"reconstruction_error", std::isfinite(r.reconstruction_error) ? nlohmann::json(r.reconstruction_error)
+                                                                                 : nlohmann::json(nullptr)}});
+  }
+  write_file_atomic(dir + "/results.csv", csv.str());
+  write_file_atomic(dir + "/results.json", js.dump(2) + "\n");
+  write_file_atomic(dir + "/results.md", "# Perplexity (WikiText-2 test) by sparsity\n\n" + results_table(plan, rows));
+
+  // One data block per arm (gnuplot's `index`), then a log-scale plot like the paper's Figure 1.
+  std::ostringstream dat;
+  for (const Arm& a : plan.arms) {
+    dat << "# " << a.label << "\n";
+    for (const ResultRow& r : rows)
+      if (r.arm == a.label) dat << r.target_sparsity << " " << r.perplexity << "\n";
+    dat << "\n\n";
+  }
+  write_file_atomic(dir + "/results.dat", dat.str());
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    log.line("note: gnuplot not found; no results.png (install gnuplot-nox, or plot results.csv)");
+    return;
+  }
+  std::ostringstream gp;
+  gp << "set terminal pngcairo size 900,560 noenhanced\nset output '" << dir << "/results.png'\n"
+     << "set logscale y\nset grid\nset key top left\nset xlabel 'sparsity'\nset ylabel 'perplexity (WikiText-2 test, log scale)'\n"
+     << "plot ";
+  for (size_t i = 0; i < plan.arms.size(); ++i)
+    gp << (i ? ", \\\n     " : "") << "'" << dir << "/results.dat' index " << i << " using 1:2 with linespoints lw 2 pt 7 title '"
+       << plan.arms[i].label << "'";
+  gp << "\n";
+  write_file_atomic(dir + "/results.gp", gp.str());
+  if (std::system(("gnuplot '" + dir + "/results.gp' 2>&1").c_str()) != 0) log.line("warning: gnuplot failed on results.gp");
+}
+
+}  // namespace pt::app

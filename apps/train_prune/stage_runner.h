@@ -1,0 +1,80 @@
+// Runs the stages of a plan, each at most once across interruptions: a stage is complete when its record
+// (stages/<id>.json, written atomically after its checkpoint stages/<id>.h5) exists, so rerunning a killed
+// run skips every finished stage and redoes only the one that was cut short (a retraining stage continues
+// from its own mid-stage checkpoint, bit-identically).
+//
+// The model in memory follows the chain being worked on; a stage whose parent is not in memory starts from
+// the parent's checkpoint (or from the model source for the dense stage). Checkpoints hold f32 weights and
+// masks exactly, so a resumed run computes what an uninterrupted one does.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "apps/common/run_log.h"
+#include "apps/common/sections.h"
+#include "apps/train_prune/plan.h"
+#include "nn/checkpoint.h"
+#include "prune/pattern.h"
+#include "train/trainer.h"
+
+namespace pt::app {
+
+struct StageRecord {
+  std::string key, id, kind;     // kind: dense | prune | retrain
+  double perplexity = 0, mean_nll = 0;
+  double sparsity = 0;           // measured over every decoder Linear weight
+  double op_seconds = 0;         // pruning or retraining (0 for dense)
+  double eval_seconds = 0;
+  double reconstruction_error = 0;  // prune stages (summed over matrices; NaN if not measured)
+  int64_t trained_parameters = 0, total_parameters = 0;  // retrain stages
+  double final_train_loss = 0;   // retrain stages
+};
+
+struct RunContext {
+  const Plan* plan = nullptr;
+  ModelSection model;
+  Device device = Device::cpu;
+  uint64_t seed = 0;
+  prune::SparsityPattern pattern;            // kind (n, m) for N:M; sparsity set per stage
+  prune::SequentialPruneOptions prune;       // method/pattern set per stage
+  train::TrainOptions retrain;               // paths, run_config, seeds set per stage
+  train::LoraOptions lora;
+  EvalSection eval;
+  Tensor calibration_ids;                    // [nsamples, seqlen] (undefined when no method needs it)
+  const std::vector<int32_t>* train_tokens = nullptr;
+  const std::vector<int32_t>* test_tokens = nullptr;
+  std::string output;                        // the run's folder
+  std::string run_config;                    // resolved configuration text (stored in every checkpoint)
+  nn::SaveOptions save;
+  bool show_progress = true;
+  RunLog* log = nullptr;
+};
+
+class StageRunner {
+ public:
+  explicit StageRunner(RunContext ctx);
+  // The stage's record, computing it (and its missing ancestors) first when needed.
+  StageRecord ensure(const std::string& key);
+  bool is_complete(const std::string& key) const;
+  std::string checkpoint_path(const std::string& key) const;
+  // The model as that stage left it (loaded from its checkpoint when not in memory).
+  opt::OptForCausalLM& model_at(const std::string& key);
+
+ private:
+  std::string record_path(const std::string& key) const;
+  void bring_model_to(const std::string& key);
+  StageRecord run_stage(const Stage& stage);
+  double evaluate(StageRecord& rec);
+
+  RunContext ctx_;
+  std::unique_ptr<opt::OptForCausalLM> model_;
+  std::string model_key_;  // the stage the in-memory model is at ("" = none)
+};
+
+// Fraction of pruned entries over every decoder Linear weight (0 when none has a mask).
+double measured_sparsity(opt::OptForCausalLM& model);
+
+}  // namespace pt::app

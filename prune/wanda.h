@@ -1,0 +1,27 @@
+// Wanda (locuslab/wanda): score |W_ij| * ||X_j||, compared within each output row.
+#pragma once
+#include <cstdint>
+
+#include "prune/mask.h"
+
+namespace pt::prune {
+
+// locuslab/wanda's WrappedGPT.scaler_row: a running mean over samples of the squared L2 norm of each input
+// feature, in f32: scaler_row *= n/(n+b); n += b; scaler_row += ||X_j||^2 / n (X: all tokens of the batch).
+struct WandaStats {
+  Tensor scaler_row;     // f32 [cols]; undefined until the first batch (or made by the constructor)
+  int64_t nsamples = 0;  // counted in sequences, like the reference
+
+  WandaStats() = default;
+  WandaStats(int64_t cols, Device device);
+  // x [..., cols] (f32, or f16/bf16 converted to f32): all tokens of `sequences` sequences (>= 1).
+  void add_batch(const Tensor& x, int64_t sequences);
+};
+
+// |W| * sqrt(scaler_row) broadcast over rows: f32 [rows, cols] on the weight's device.
+Tensor wanda_scores(const Tensor& weight, const WandaStats& stats);
+// Per-row groups (MaskGroup::row); N:M groups inside each row.
+Tensor wanda_mask(const Tensor& weight, const WandaStats& stats, const SparsityPattern& pattern,
+                  const Tensor& prev_keep = {}, PruneKernel kernel = PruneKernel::fused);
+
+}  // namespace pt::prune

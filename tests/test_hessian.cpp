@@ -1,0 +1,111 @@
+// The running-average Hessian: fused (one syrk) and unfused (matmul + scale + add) against a naive double
+// sum over every token, the bf16-input option, symmetry, errors, and CUDA against the CPU.
+#include "prune/hessian.h"
+#include "tests/test_util.h"
+
+namespace pt::prune {
+namespace {
+
+using test::expect_error;
+using test::random_tensor;
+
+// (2/n) Σ over all tokens of x xᵀ in double, n = sequences in total.
+Tensor naive_hessian(const std::vector<Tensor>& batches, int64_t nsamples, int64_t cols) {
+  std::vector<double> h(size_t(cols * cols), 0.0);
+  for (const Tensor& x : batches) {
+    const std::vector<double> v = x.to_vector<double>();
+    for (size_t t = 0; t < v.size(); t += size_t(cols))
+      for (int64_t i = 0; i < cols; ++i)
+        for (int64_t j = 0; j < cols; ++j) h[size_t(i * cols + j)] += 2.0 * v[t + size_t(i)] * v[t + size_t(j)];
+  }
+  for (double& e : h) e /= double(nsamples);
+  return Tensor::from_vector<double>(h, {cols, cols});
+}
+
+struct Batch { Tensor x; int64_t sequences; };
+
+std::vector<Batch> calibration_batches(int64_t cols, uint64_t seed, Device device = Device::cpu) {
+  std::vector<Batch> out;
+  for (int64_t b : {1, 3, 2, 4}) out.push_back({random_tensor({b, 9, cols}, seed++, -1.5, 1.5, DType::f32, device), b});
+  out.push_back({random_tensor({2 * 9, cols}, seed, -1.5, 1.5, DType::f32, device), 2});  // tokens already flat
+  return out;
+}
+
+TEST(Hessian, FusedAndUnfusedMatchTheNaiveRunningAverage) {
+  const int64_t cols = 21;
+  const std::vector<Batch> batches = calibration_batches(cols, 41);
+  HessianAccumulator fused(cols, Device::cpu), unfused(cols, Device::cpu);
+  std::vector<Tensor> seen;
+  int64_t n = 0;
+  for (const Batch& b : batches) {
+    fused.add_batch(b.x, b.sequences, HessianKernel::fused);
+    unfused.add_batch(b.x, b.sequences, HessianKernel::unfused);
+    seen.push_back(b.x);
+    n += b.sequences;
+    const Tensor expected = naive_hessian(seen, n, cols).to(DType::f32);
+    PT_EXPECT_CLOSE(fused.H, expected, test::kReductionF32);
+    PT_EXPECT_CLOSE(unfused.H, expected, test::kReductionF32);
+  }
+  EXPECT_EQ(fused.nsamples, 12);
+  EXPECT_EQ(unfused.nsamples, 12);
+  EXPECT_TRUE(test::tensors_equal(fused.H, fused.H.t().contiguous()));  // both triangles written
+  PT_EXPECT_CLOSE(unfused.H, unfused.H.t().contiguous(), test::kReductionF32);
+}
+
+TEST(Hessian, Bf16InputsRoundTheActivationsOnly) {
+  const int64_t cols = 16;
+  const std::vector<Batch> batches = calibration_batches(cols, 51);
+  for (HessianKernel k : {HessianKernel::fused, HessianKernel::unfused}) {
+    HessianAccumulator acc(cols, Device::cpu);
+    acc.bf16_inputs = true;
+    std::vector<Tensor> rounded;
+    int64_t n = 0;
+    for (const Batch& b : batches) {
+      acc.add_batch(b.x, b.sequences, k);
+      rounded.push_back(b.x.to(DType::bf16).to(DType::f32));
+      n += b.sequences;
+    }
+    PT_EXPECT_CLOSE(acc.H, naive_hessian(rounded, n, cols).to(DType::f32), test::kReductionF32);
+  }
+}
+
+TEST(Hessian, HalfInputsAreWidened) {
+  const int64_t cols = 12;
+  const Tensor x = random_tensor({3, 5, cols}, 61).to(DType::f16);
+  HessianAccumulator acc(cols, Device::cpu);
+  acc.add_batch(x, 3);
+  PT_EXPECT_CLOSE(acc.H, naive_hessian({x.to(DType::f32)}, 3, cols).to(DType::f32), test::kReductionF32);
+}
+
+TEST(Hessian, ErrorsNameTheProblem) {
+  HessianAccumulator none;
+  expect_error([&] { none.add_batch(Tensor::ones({2, 3}), 1); }, "no Hessian yet");
+  HessianAccumulator acc(3, Device::cpu);
+  expect_error([&] { acc.add_batch(Tensor::ones({2, 4}), 1); }, "should be [..., 3]");
+  expect_error([&] { acc.add_batch(Tensor::ones({2, 3}), 0); }, "sequences = 0");
+  expect_error([&] { acc.add_batch(Tensor::ones({2, 3}, DType::f64), 1); }, "allowed: f32, f16, bf16");
+  expect_error([] { HessianAccumulator(0, Device::cpu); }, "cols = 0");
+  expect_error([] { parse_hessian_kernel("blas"); }, "allowed: unfused, fused");
+  EXPECT_EQ(parse_hessian_kernel(hessian_kernel_name(HessianKernel::unfused)), HessianKernel::unfused);
+}
+
+TEST(CudaHessian, FusedUnfusedAndBf16MatchTheCpu) {
+  PT_SKIP_IF_NO_CUDA();
+  const int64_t cols = 96;
+  const std::vector<Batch> batches = calibration_batches(cols, 71);
+  for (bool bf16 : {false, true}) {
+    HessianAccumulator cpu(cols, Device::cpu), fused(cols, Device::cuda), unfused(cols, Device::cuda);
+    cpu.bf16_inputs = fused.bf16_inputs = unfused.bf16_inputs = bf16;
+    for (const Batch& b : batches) {
+      cpu.add_batch(b.x, b.sequences);
+      fused.add_batch(b.x.to(Device::cuda), b.sequences, HessianKernel::fused);
+      unfused.add_batch(b.x.to(Device::cuda), b.sequences, HessianKernel::unfused);
+    }
+    PT_EXPECT_CLOSE(fused.H.to(Device::cpu), cpu.H, test::kReductionF32);
+    PT_EXPECT_CLOSE(unfused.H.to(Device::cpu), cpu.H, test::kReductionF32);
+    EXPECT_TRUE(test::tensors_equal(fused.H, fused.H.t().contiguous())) << "bf16 " << bf16;
+  }
+}
+
+}  // namespace
+}  // namespace pt::prune
