@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "nn/checkpoint.h"
+#include "opt/hf_checkpoint.h"
 #include "test_util.h"
 
 namespace pt::test {
@@ -214,6 +215,32 @@ TEST_F(TrainPruneSmoke, KilledRunsFinishWithTheSameTable) {
     ASSERT_EQ(wait_exit(spawn_process(base_args(out), out.string() + ".log")), 0) << read_text_file(out.string() + ".log");
     EXPECT_EQ(read_text_file((out / "results.md").string()), reference);
   }
+}
+
+// --export-hf writes a cell's model the way transformers loads it: HF names, config.json, zeros kept.
+TEST_F(TrainPruneSmoke, ExportsACellAsHuggingFaceSafetensors) {
+  const fs::path out = dir_ / "export-sgpt";
+  fs::remove_all(out);
+  std::vector<std::string> args = base_args(dir_ / "run");
+  for (const char* a : {"--export-hf", "SparseGPT oneshot@0.6", "--export-dir"}) args.push_back(a);
+  args.push_back(out.string());
+  ASSERT_EQ(wait_exit(spawn_process(args, (dir_ / "export.log").string())), 0) << read_text_file((dir_ / "export.log").string());
+  opt::HfCheckpoint hf(out.string());  // the project's own HF reader: config.json + model.safetensors
+  const nn::Checkpoint st = stage(std::string(kPrefix) + "sparsegpt unstructured 0.6");
+  EXPECT_EQ(hf.config().num_hidden_layers, 2);
+  for (const auto& [name, t] : st.parameters) {
+    Tensor back = Tensor::empty(t.shape(), DType::f32);
+    hf.read_into(name, back);
+    EXPECT_TRUE(same_bytes(back, t)) << name;
+  }
+  expect_error([&] {
+    std::vector<std::string> bad = base_args(dir_ / "run");
+    for (const char* a : {"--export-hf", "No such arm@0.6"}) bad.push_back(a);
+    const std::string log = (dir_ / "export-bad.log").string();
+    fs::remove(log);
+    EXPECT_EQ(wait_exit(spawn_process(bad, log)), 1);
+    PT_FAIL(read_text_file(log));
+  }, "no such cell");
 }
 
 TEST_F(TrainPruneSmoke, BadConfigurationsFailWithOneLineAndTouchNothing) {
