@@ -6,6 +6,7 @@
 //   ./train_prune --config configs/mini-paper.ini --export-hf "SparseGPT oneshot@0.5" out/hf-sgpt50
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -238,12 +239,19 @@ int main(int argc, char** argv) try {
                                    {{"source", s.calibration.windows_file.empty() ? train_ids.path : s.calibration.windows_file}});
 
   app::StageRunner runner(ctx);
-  Progress bar("stages", int64_t(s.plan.stages.size()), "stage", !no_progress);
+  // Each long step inside a stage (calibration layers, training steps, evaluation windows) has its own
+  // progress display; here one line per stage says where the run is.
+  const auto run_start = std::chrono::steady_clock::now();
+  size_t index = 0;
   for (const auto& st : s.plan.stages) {
+    ++index;
+    if (runner.is_complete(st.key)) continue;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+    log.line("[" + std::to_string(index) + "/" + std::to_string(s.plan.stages.size()) + ", " + format_duration(elapsed) +
+             " elapsed]");
     runner.ensure(st.key);
-    bar.advance(1);
   }
-  bar.finish();
+  log.line("all " + std::to_string(s.plan.stages.size()) + " stages complete");
   const std::vector<app::ResultRow> rows = app::collect_rows(s.plan, runner);
   app::write_results(s.run.output, s.plan, rows, log);
   std::printf("\nPerplexity (WikiText-2 test) — %s\n\n%s\n", config_path.c_str(), app::results_table(s.plan, rows).c_str());

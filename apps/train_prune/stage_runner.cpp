@@ -168,6 +168,9 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
         to.checkpoint_path = ctx_.output + "/stages/" + stage.id + ".train.h5";
         to.run_config = ctx_.run_config + "\n# stage: " + stage.key + "\n";
         to.stage = "retrain";
+        // Every retraining stage draws its own batches (and dropout): seeded by the run's seed and the stage,
+        // so an iterative chain does not see the same windows at every step of the schedule.
+        to.seed = ctx_.seed ^ std::stoull(stage.id, nullptr, 16);
         to.show_progress = ctx_.show_progress;
         to.log = [this](const std::string& s) { ctx_.log->line("  " + s); };
         const train::TrainResult tr = train::train_model(*model_, sel.params, *ctx_.train_tokens, {}, to);
