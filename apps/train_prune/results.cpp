@@ -1,5 +1,6 @@
 #include "apps/train_prune/results.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -107,9 +108,34 @@ void write_results(const std::string& dir, const Plan& plan, const std::vector<R
     log.line("note: gnuplot not found; no results.png (install gnuplot-nox, or plot results.csv)");
     return;
   }
+  // Tick labels at round values inside the data's range: a log axis spanning less than a decade would
+  // otherwise carry no labels at all.
+  double lo = INFINITY, hi = 0;
+  for (const ResultRow& r : rows) {
+    lo = std::min(lo, r.perplexity);
+    hi = std::max(hi, r.perplexity);
+  }
+  std::vector<double> ticks;
+  for (int e = int(std::floor(std::log10(std::max(lo, 1e-300)))); e <= int(std::ceil(std::log10(std::max(hi, 1e-300)))); ++e)
+    for (double m : {1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0}) {
+      const double t = m * std::pow(10.0, e);
+      if (t >= lo / 1.05 && t <= hi * 1.05) ticks.push_back(t);
+    }
+  while (ticks.size() > 8) {
+    std::vector<double> half;
+    for (size_t i = 0; i < ticks.size(); i += 2) half.push_back(ticks[i]);
+    ticks = half;
+  }
   std::ostringstream gp;
-  gp << "set terminal pngcairo size 900,560 noenhanced\nset output '" << dir << "/results.png'\n"
-     << "set logscale y\nset grid\nset key top left\nset xlabel 'sparsity'\nset ylabel 'perplexity (WikiText-2 test, log scale)'\n"
+  gp << "set terminal pngcairo size 1100,560 noenhanced\nset output '" << dir << "/results.png'\n"
+     << "set logscale y\nset autoscale yfix\nset offsets 0, 0, graph 0.05, graph 0.05\nset grid\n"
+     << "set key outside right top\nset xlabel 'sparsity'\nset ylabel 'perplexity (WikiText-2 test, log scale)'\n";
+  if (ticks.size() >= 2) {
+    gp << "set ytics (";
+    for (size_t i = 0; i < ticks.size(); ++i) gp << (i ? ", " : "") << ticks[i];
+    gp << ")\n";
+  }
+  gp
      << "plot ";
   for (size_t i = 0; i < plan.arms.size(); ++i)
     gp << (i ? ", \\\n     " : "") << "'" << dir << "/results.dat' index " << i << " using 1:2 with linespoints lw 2 pt 7 title '"
