@@ -133,7 +133,7 @@ OptConfig parse_hf_config(const std::string& text, const std::string& where) {
   return config_from_json(j, where, "custom");
 }
 
-std::string hf_config_json(const OptConfig& c) {
+std::string hf_config_json(const OptConfig& c, bool tie_word_embeddings) {
   json j = {{"_name_or_path", c.name},
             {"architectures", {"OPTForCausalLM"}},
             {"model_type", "opt"},
@@ -155,7 +155,7 @@ std::string hf_config_json(const OptConfig& c) {
             {"pad_token_id", c.pad_token_id},
             {"bos_token_id", c.bos_token_id},
             {"eos_token_id", c.eos_token_id},
-            {"tie_word_embeddings", true},
+            {"tie_word_embeddings", tie_word_embeddings},
             {"torch_dtype", "float32"}};
   return j.dump(2);
 }

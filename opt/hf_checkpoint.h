@@ -20,8 +20,9 @@ namespace pt::opt {
 OptConfig read_hf_config(const std::string& config_json_path);
 // The same from JSON text (e.g. a checkpoint's model_config attribute); `where` names it in errors.
 OptConfig parse_hf_config(const std::string& json_text, const std::string& where);
-// config.json text for a config (what transformers' OPTConfig reads back; tied word embeddings).
-std::string hf_config_json(const OptConfig& config);
+// config.json text for a config (what transformers' OPTConfig reads back). tie_word_embeddings = false for a
+// model whose lm_head was untied (its checkpoint then stores lm_head.weight).
+std::string hf_config_json(const OptConfig& config, bool tie_word_embeddings = true);
 
 // "decoder.layers.0.fc1.weight" / "layers.0.fc1.weight" -> "model.decoder.layers.0.fc1.weight";
 // names already canonical (or unknown) come back unchanged.

@@ -290,9 +290,8 @@ TrainResult train_model(opt::OptForCausalLM& model, const std::vector<TrainableP
     if (o.after_step) o.after_step(step);
   }
   bar.finish();
-  const bool trained_here = step > result.resumed_from || result.history.empty();
   if (result.evals.empty() || result.evals.back().step != step) evaluate(step, o.final_eval_windows);
-  if (trained_here || result.resumed_from < o.steps) save(step);
+  if (step > result.resumed_from || result.history.empty()) save(step);  // a complete checkpoint is not rewritten
   result.seconds = seconds_since(start);
   const int64_t steps_here = step - result.resumed_from;
   result.tokens_per_second = result.seconds > 0 ? double(steps_here * tokens_per_step) / result.seconds : 0;

@@ -168,12 +168,7 @@ void export_hf(opt::OptForCausalLM& model, const std::string& dir) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (auto& [name, var] : model.named_parameters()) tensors.emplace_back(name, var->data().to(Device::cpu).contiguous());
   nn::write_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
-  std::string cfg = opt::hf_config_json(model.config());
-  if (model.lm_head) {
-    const size_t pos = cfg.find("\"tie_word_embeddings\": true");
-    if (pos != std::string::npos) cfg.replace(pos, 27, "\"tie_word_embeddings\": false");
-  }
-  app::write_file_atomic(dir + "/config.json", cfg + "\n");
+  app::write_file_atomic(dir + "/config.json", opt::hf_config_json(model.config(), model.lm_head_tied()) + "\n");
 }
 
 }  // namespace

@@ -11,7 +11,7 @@
 #include "opt/perplexity.h"
 #include "tensor/error.h"
 #include "tensor/nvtx.h"
-#include "tensor/ops.h"
+#include "prune/pattern.h"
 
 namespace pt::app {
 
@@ -63,7 +63,7 @@ double measured_sparsity(opt::OptForCausalLM& model) {
   for (auto& [_, lin] : model.linear_layers()) {
     const double n = double(lin->weight.data().numel());
     total += n;
-    if (lin->has_mask()) pruned += n - pt::sum_all(lin->weight_mask.to(DType::f32)).to(Device::cpu).item();
+    if (lin->has_mask()) pruned += double(prune::mask_pruned_count(lin->weight_mask));
   }
   return total > 0 ? pruned / total : 0.0;
 }
