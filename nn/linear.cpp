@@ -19,6 +19,13 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, Device
 
 Variable Linear::forward(const Variable& x) const {
   if (input_observer) input_observer(x.data());
+  if (packed_) {
+    PT_CHECK(!autograd::grad_enabled() || (!weight.requires_grad() && !x.requires_grad()), "Linear ", weight.name(),
+             ": the forward would record a graph, but the layer runs a packed ",
+             sparse::linear_kernel_name(packed_->kernel()), " weight for inference; evaluate under NoGradGuard, "
+             "or clear the packed weight before training");
+    return Variable(packed_->forward(x.data(), bias.defined() ? bias.data() : Tensor()));
+  }
   // Pruned weights are stored as 0, so the product needs no mask; when recording a graph the mask still goes
   // in front of W so the pruned positions get exactly zero gradient (clipping and optimizers never see them).
   Variable w = weight;
@@ -39,6 +46,20 @@ void Linear::set_mask(const Tensor& keep) {
            shape_str(weight.shape()));
   weight_mask = keep.to(weight.device()).contiguous();
   weight.data().copy_(pt::apply_mask(weight.data(), weight_mask));
+  packed_.reset();
+}
+
+void Linear::set_packed_weight(std::shared_ptr<const sparse::PackedLinearWeight> packed) {
+  if (packed) {
+    PT_CHECK(packed->out_features() == out_features() && packed->in_features() == in_features() &&
+                 packed->device() == weight.device(),
+             "Linear::set_packed_weight: ", weight.name(), " is ", shape_str(weight.shape()), " on ",
+             device_name(weight.device()), ", the packed weight [", packed->out_features(), ", ",
+             packed->in_features(), "] on ", device_name(packed->device()));
+    PT_CHECK(!adapter_, "Linear::set_packed_weight: ", weight.name(), " has a ", adapter_->kind(),
+             " adapter; merge or detach it first");
+  }
+  packed_ = std::move(packed);
 }
 
 void Linear::attach_adapter(std::shared_ptr<LinearAdapter> adapter) {
@@ -72,6 +93,7 @@ void Linear::attach_adapter(std::shared_ptr<LinearAdapter> adapter) {
   }
   adapter_ = std::move(adapter);
   adapter_parameter_names_ = std::move(names);
+  packed_.reset();
 }
 
 void Linear::merge_adapter() {
@@ -84,6 +106,7 @@ void Linear::merge_adapter() {
     weight.data().copy_(merged);
   }
   detach_adapter();
+  packed_.reset();
 }
 
 void Linear::detach_adapter() {

@@ -6,6 +6,11 @@
 // Parameter-efficient retraining attaches a LinearAdapter (nn/lora.h): the forward then multiplies by the
 // adapter's effective weight, a function of W, the mask and the adapter's own parameters, and merging makes
 // that effective weight the layer's weight.
+//
+// Inference may use a packed form of the weight (CSR, bitmap, 2:4 …, sparse/packed_linear.h): while one is set
+// and no graph is recorded, the forward runs its kernel instead of the dense product. The packed form is a
+// snapshot, so anything that changes W or the mask (set_mask, adapters) drops it, and a forward that records a
+// graph while it is set is an error rather than a silently stale product.
 #pragma once
 #include <functional>
 #include <memory>
@@ -13,6 +18,7 @@
 #include <vector>
 
 #include "nn/module.h"
+#include "sparse/packed_linear.h"
 #include "tensor/random.h"
 
 namespace pt::nn {
@@ -42,7 +48,10 @@ class Linear : public Module {
 
   // keep: u8 [out, in] (1 = kept). Stores the mask and zeroes every pruned weight in place.
   void set_mask(const Tensor& keep);
-  void clear_mask() { weight_mask = Tensor(); }
+  void clear_mask() {
+    weight_mask = Tensor();
+    packed_.reset();
+  }
   bool has_mask() const { return weight_mask.defined(); }
 
   // Attaches an adapter (one at a time) and registers its parameters under this layer. Throws when one is
@@ -54,6 +63,10 @@ class Linear : public Module {
   // Detaches the adapter without touching W.
   void detach_adapter();
   bool has_adapter() const { return adapter_ != nullptr; }
+
+  // Sets (or, with nullptr, clears) the packed form the forward uses for inference. Its shape must match W.
+  void set_packed_weight(std::shared_ptr<const sparse::PackedLinearWeight> packed);
+  const sparse::PackedLinearWeight* packed_weight() const { return packed_.get(); }
   LinearAdapter* adapter() const { return adapter_.get(); }
 
   int64_t in_features() const { return weight.size(1); }
@@ -67,6 +80,7 @@ class Linear : public Module {
 
  private:
   std::shared_ptr<LinearAdapter> adapter_;
+  std::shared_ptr<const sparse::PackedLinearWeight> packed_;
   std::vector<std::string> adapter_parameter_names_;  // registered on this layer while attached
 };
 

@@ -1,0 +1,109 @@
+#include "sparse/bitmap.h"
+
+#include <bit>
+#include <limits>
+
+#include "sparse/sparse_cuda.h"
+#include "tensor/ops.h"
+
+namespace pt::sparse {
+
+namespace {
+
+// The reference: each output row walks its words' set bits once per token; f64 accumulation.
+template <class T>
+void bitmap_linear_cpu(const T* x, T* y, const uint32_t* words, const int32_t* offsets, const T* values, const T* bias,
+                       int64_t tokens, int64_t in, int64_t out, int64_t words_per_row) {
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t t = 0; t < tokens; ++t) {
+      const T* xt = x + t * in;
+      double acc = bias ? double(bias[o]) : 0.0;
+      for (int64_t w = 0; w < words_per_row; ++w) {
+        uint32_t bits = words[o * words_per_row + w];
+        int32_t k = offsets[o * words_per_row + w];
+        while (bits) {
+          const int b = std::countr_zero(bits);
+          bits &= bits - 1;
+          acc += double(values[k++]) * double(xt[w * kBitmapWordBits + b]);
+        }
+      }
+      y[t * out + o] = T(acc);
+    }
+  }
+}
+
+}  // namespace
+
+BitmapWeight::BitmapWeight(const Tensor& weight, const Tensor& keep, DType dtype) {
+  const HostWeight h = host_weight(weight, keep, "BitmapWeight");
+  out_ = h.out;
+  in_ = h.in;
+  device_ = weight.device();
+  const int64_t wpr = (in_ + kBitmapWordBits - 1) / kBitmapWordBits;
+  std::vector<int32_t> word_bits(size_t(out_ * wpr), 0), word_offsets(size_t(out_ * wpr), 0);
+  std::vector<double> vals;
+  for (int64_t o = 0; o < out_; ++o) {
+    for (int64_t w = 0; w < wpr; ++w) {
+      PT_CHECK(vals.size() < size_t(std::numeric_limits<int32_t>::max()), "BitmapWeight: more than 2^31 - 1 kept weights");
+      word_offsets[size_t(o * wpr + w)] = int32_t(vals.size());
+      uint32_t bits = 0;
+      for (int64_t b = 0; b < kBitmapWordBits && w * kBitmapWordBits + b < in_; ++b) {
+        const size_t at = size_t(o * in_ + w * kBitmapWordBits + b);
+        if (!h.keep[at]) continue;
+        bits |= 1u << b;
+        vals.push_back(h.w[at]);
+      }
+      word_bits[size_t(o * wpr + w)] = int32_t(bits);
+    }
+  }
+  words = Tensor::from_vector(word_bits, {out_, wpr}).to(device_);
+  offsets = Tensor::from_vector(word_offsets, {out_, wpr}).to(device_);
+  values = Tensor::from_vector(vals, {int64_t(vals.size())}).to(device_, dtype);
+}
+
+int64_t BitmapWeight::stored_bytes() const { return int64_t(words.nbytes() + offsets.nbytes() + values.nbytes()); }
+
+Tensor BitmapWeight::to_dense() const {
+  const Tensor wd = words.to(Device::cpu), off = offsets.to(Device::cpu);
+  const Tensor val = values.to(Device::cpu, DType::f64);
+  const int64_t wpr = words_per_row();
+  std::vector<double> dense(size_t(out_ * in_), 0.0);
+  for (int64_t o = 0; o < out_; ++o)
+    for (int64_t w = 0; w < wpr; ++w) {
+      uint32_t bits = uint32_t(wd.data<int32_t>()[o * wpr + w]);
+      int32_t k = off.data<int32_t>()[o * wpr + w];
+      while (bits) {
+        const int b = std::countr_zero(bits);
+        bits &= bits - 1;
+        dense[size_t(o * in_ + w * kBitmapWordBits + b)] = val.data<double>()[k++];
+      }
+    }
+  return Tensor::from_vector(dense, {out_, in_}).to(device_, values.dtype());
+}
+
+Tensor BitmapWeight::forward(const Tensor& x, const Tensor& bias) const {
+  const LinearInput li = prepare_linear_input(x, in_, out_, values.dtype(), device_, "bitmap_linear");
+  const Tensor b = prepare_linear_bias(bias, out_, values.dtype(), device_, "bitmap_linear");
+  Tensor y = Tensor::empty({li.tokens, out_}, values.dtype(), device_);
+  if (li.tokens > 0) {
+    const auto* wd = reinterpret_cast<const uint32_t*>(words.data<int32_t>());
+    if (device_ == Device::cuda) {
+#if PT_CUDA
+      cuda_kernels::bitmap_linear(y, li.x2, *this, b);
+#endif
+    } else if (values.dtype() == DType::f64) {
+      bitmap_linear_cpu<double>(li.x2.data<double>(), y.data<double>(), wd, offsets.data<int32_t>(),
+                                values.data<double>(), b.defined() ? b.data<double>() : nullptr, li.tokens, in_, out_,
+                                words_per_row());
+    } else {
+      PT_CHECK(values.dtype() == DType::f32, "bitmap_linear: dtype ", dtype_name(values.dtype()),
+               " not supported on cpu (allowed: f32, f64)");
+      bitmap_linear_cpu<float>(li.x2.data<float>(), y.data<float>(), wd, offsets.data<int32_t>(), values.data<float>(),
+                               b.defined() ? b.data<float>() : nullptr, li.tokens, in_, out_, words_per_row());
+    }
+  }
+  return finish_linear_output(y, li, x.dtype());
+}
+
+}  // namespace pt::sparse

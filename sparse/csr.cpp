@@ -1,0 +1,89 @@
+#include "sparse/csr.h"
+
+#include <limits>
+
+#include "sparse/sparse_cuda.h"
+#include "tensor/ops.h"
+
+namespace pt::sparse {
+
+namespace {
+
+// The reference: each output row walks its kept weights once per token; f64 accumulation.
+template <class T>
+void csr_linear_cpu(const T* x, T* y, const int32_t* offsets, const int32_t* cols, const T* values, const T* bias,
+                    int64_t tokens, int64_t in, int64_t out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t t = 0; t < tokens; ++t) {
+      const T* xt = x + t * in;
+      double acc = bias ? double(bias[o]) : 0.0;
+      for (int32_t k = offsets[o]; k < offsets[o + 1]; ++k) acc += double(values[k]) * double(xt[cols[k]]);
+      y[t * out + o] = T(acc);
+    }
+  }
+}
+
+}  // namespace
+
+CsrWeight::CsrWeight(const Tensor& weight, const Tensor& keep, DType dtype) {
+  const HostWeight h = host_weight(weight, keep, "CsrWeight");
+  out_ = h.out;
+  in_ = h.in;
+  device_ = weight.device();
+  std::vector<int32_t> offsets(size_t(out_ + 1), 0), cols;
+  std::vector<double> vals;
+  for (int64_t o = 0; o < out_; ++o) {
+    for (int64_t i = 0; i < in_; ++i) {
+      const size_t at = size_t(o * in_ + i);
+      if (!h.keep[at]) continue;
+      PT_CHECK(cols.size() < size_t(std::numeric_limits<int32_t>::max()), "CsrWeight: more than 2^31 - 1 kept weights");
+      cols.push_back(int32_t(i));
+      vals.push_back(h.w[at]);
+    }
+    offsets[size_t(o + 1)] = int32_t(cols.size());
+  }
+  row_offsets = Tensor::from_vector(offsets, {out_ + 1}).to(device_);
+  col_indices = Tensor::from_vector(cols, {int64_t(cols.size())}).to(device_);
+  values = Tensor::from_vector(vals, {int64_t(vals.size())}).to(device_, dtype);
+}
+
+int64_t CsrWeight::stored_bytes() const {
+  return int64_t(row_offsets.nbytes() + col_indices.nbytes() + values.nbytes());
+}
+
+Tensor CsrWeight::to_dense() const {
+  const Tensor off = row_offsets.to(Device::cpu), col = col_indices.to(Device::cpu);
+  const Tensor val = values.to(Device::cpu, DType::f64);
+  std::vector<double> dense(size_t(out_ * in_), 0.0);
+  for (int64_t o = 0; o < out_; ++o)
+    for (int32_t k = off.data<int32_t>()[o]; k < off.data<int32_t>()[o + 1]; ++k)
+      dense[size_t(o * in_ + col.data<int32_t>()[k])] = val.data<double>()[k];
+  return Tensor::from_vector(dense, {out_, in_}).to(device_, values.dtype());
+}
+
+Tensor CsrWeight::forward(const Tensor& x, const Tensor& bias) const {
+  const LinearInput li = prepare_linear_input(x, in_, out_, values.dtype(), device_, "csr_linear");
+  const Tensor b = prepare_linear_bias(bias, out_, values.dtype(), device_, "csr_linear");
+  Tensor y = Tensor::empty({li.tokens, out_}, values.dtype(), device_);
+  if (li.tokens > 0) {
+    if (device_ == Device::cuda) {
+#if PT_CUDA
+      cuda_kernels::csr_linear(y, li.x2, *this, b);
+#endif
+    } else if (values.dtype() == DType::f64) {
+      csr_linear_cpu<double>(li.x2.data<double>(), y.data<double>(), row_offsets.data<int32_t>(),
+                             col_indices.data<int32_t>(), values.data<double>(), b.defined() ? b.data<double>() : nullptr,
+                             li.tokens, in_, out_);
+    } else {
+      PT_CHECK(values.dtype() == DType::f32, "csr_linear: dtype ", dtype_name(values.dtype()),
+               " not supported on cpu (allowed: f32, f64)");
+      csr_linear_cpu<float>(li.x2.data<float>(), y.data<float>(), row_offsets.data<int32_t>(),
+                            col_indices.data<int32_t>(), values.data<float>(), b.defined() ? b.data<float>() : nullptr,
+                            li.tokens, in_, out_);
+    }
+  }
+  return finish_linear_output(y, li, x.dtype());
+}
+
+}  // namespace pt::sparse

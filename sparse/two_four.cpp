@@ -1,0 +1,117 @@
+#include "sparse/two_four.h"
+
+#include "sparse/sparse_cuda.h"
+#include "tensor/ops.h"
+
+namespace pt::sparse {
+
+namespace {
+
+constexpr int64_t kGroupsPerWord = 8;  // 4 bits of metadata per group of 4 inputs
+
+inline int meta_nibble(const uint32_t* meta, int64_t words_per_row, int64_t o, int64_t g) {
+  return int((meta[o * words_per_row + g / kGroupsPerWord] >> (4 * (g % kGroupsPerWord))) & 0xF);
+}
+
+// The reference: two products per group of 4 inputs; f64 accumulation.
+template <class T>
+void two_four_linear_cpu(const T* x, T* y, const T* values, const uint32_t* meta, const T* bias, int64_t tokens,
+                         int64_t in, int64_t out) {
+  const int64_t groups = in / 4, wpr = (in + 31) / 32;
+#pragma omp parallel for schedule(static)
+  for (int64_t o = 0; o < out; ++o) {
+    const T* v = values + o * (in / 2);
+    for (int64_t t = 0; t < tokens; ++t) {
+      const T* xt = x + t * in;
+      double acc = bias ? double(bias[o]) : 0.0;
+      for (int64_t g = 0; g < groups; ++g) {
+        const int nib = meta_nibble(meta, wpr, o, g);
+        acc += double(v[2 * g]) * double(xt[4 * g + (nib & 3)]) + double(v[2 * g + 1]) * double(xt[4 * g + (nib >> 2)]);
+      }
+      y[t * out + o] = T(acc);
+    }
+  }
+}
+
+}  // namespace
+
+TwoFourWeight::TwoFourWeight(const Tensor& weight, const Tensor& keep, DType dtype, const std::string& what) {
+  PT_CHECK(weight.defined() && weight.dim() == 2, "2:4 layout of ", what, ": the weight must be 2-D");
+  PT_CHECK(weight.size(1) % 4 == 0, "2:4 layout of ", what, ": ", weight.size(1),
+           " input features are not a multiple of 4; run it with linear_kernel = csr, bitmap or dense");
+  // Without a mask the weight's own zeros decide which entries are pruned.
+  PT_CHECK(weight.device() != Device::cuda || weight.size(1) % 32 == 0, "2:4 layout of ", what, " on cuda: ",
+           weight.size(1), " input features are not a multiple of 32 (the mma.sp tile); run it with linear_kernel = "
+           "csr, bitmap or dense");
+  const Tensor k = keep.defined() ? keep : compare_scalar(weight, 0.0, CompareOp::ne);
+  const HostWeight h = host_weight(weight, k, "TwoFourWeight");
+  out_ = h.out;
+  in_ = h.in;
+  device_ = weight.device();
+  const int64_t groups = in_ / 4, wpr = (in_ + 31) / 32;
+  std::vector<double> vals(size_t(out_ * groups * 2), 0.0);
+  std::vector<int32_t> words(size_t(out_ * wpr), 0);
+  for (int64_t o = 0; o < out_; ++o) {
+    for (int64_t g = 0; g < groups; ++g) {
+      int idx[4], n = 0;
+      for (int j = 0; j < 4; ++j)
+        if (h.keep[size_t(o * in_ + 4 * g + j)]) idx[n++] = j;
+      PT_CHECK(n <= 2, "2:4 layout of ", what, ": the mask keeps ", n, " of the 4 weights in row ", o, ", columns ",
+               4 * g, "..", 4 * g + 3, " (2:4 keeps at most 2 of every 4 consecutive inputs); prune with pattern = "
+               "2:4, or run it with linear_kernel = csr, bitmap or dense");
+      // Pad to two positions with unused columns (their values stay 0), keeping the pair in ascending order.
+      for (int j = 0; j < 4 && n < 2; ++j)
+        if ((n == 0 || idx[0] != j)) idx[n++] = j;
+      if (idx[0] > idx[1]) std::swap(idx[0], idx[1]);
+      for (int s = 0; s < 2; ++s) {
+        const size_t at = size_t(o * in_ + 4 * g + idx[s]);
+        vals[size_t(o * groups * 2 + 2 * g + s)] = h.keep[at] ? h.w[at] : 0.0;
+      }
+      const uint32_t nib = uint32_t(idx[0]) | (uint32_t(idx[1]) << 2);
+      words[size_t(o * wpr + g / kGroupsPerWord)] |= int32_t(nib << (4 * (g % kGroupsPerWord)));
+    }
+  }
+  values = Tensor::from_vector(vals, {out_, in_ / 2}).to(device_, dtype);
+  meta = Tensor::from_vector(words, {out_, wpr}).to(device_);
+}
+
+int64_t TwoFourWeight::stored_bytes() const { return int64_t(values.nbytes() + meta.nbytes()); }
+
+Tensor TwoFourWeight::to_dense() const {
+  const Tensor val = values.to(Device::cpu, DType::f64), md = meta.to(Device::cpu);
+  const auto* m = reinterpret_cast<const uint32_t*>(md.data<int32_t>());
+  const int64_t groups = in_ / 4, wpr = meta.size(1);
+  std::vector<double> dense(size_t(out_ * in_), 0.0);
+  for (int64_t o = 0; o < out_; ++o)
+    for (int64_t g = 0; g < groups; ++g) {
+      const int nib = meta_nibble(m, wpr, o, g);
+      dense[size_t(o * in_ + 4 * g + (nib & 3))] += val.data<double>()[o * groups * 2 + 2 * g];
+      dense[size_t(o * in_ + 4 * g + (nib >> 2))] += val.data<double>()[o * groups * 2 + 2 * g + 1];
+    }
+  return Tensor::from_vector(dense, {out_, in_}).to(device_, values.dtype());
+}
+
+Tensor TwoFourWeight::forward(const Tensor& x, const Tensor& bias) const {
+  const LinearInput li = prepare_linear_input(x, in_, out_, values.dtype(), device_, "two_four_linear");
+  const Tensor b = prepare_linear_bias(bias, out_, values.dtype(), device_, "two_four_linear");
+  Tensor y = Tensor::empty({li.tokens, out_}, values.dtype(), device_);
+  if (li.tokens > 0) {
+    const auto* m = reinterpret_cast<const uint32_t*>(meta.data<int32_t>());
+    if (device_ == Device::cuda) {
+#if PT_CUDA
+      cuda_kernels::two_four_linear(y, li.x2, *this, b);
+#endif
+    } else if (values.dtype() == DType::f64) {
+      two_four_linear_cpu<double>(li.x2.data<double>(), y.data<double>(), values.data<double>(), m,
+                                  b.defined() ? b.data<double>() : nullptr, li.tokens, in_, out_);
+    } else {
+      PT_CHECK(values.dtype() == DType::f32, "two_four_linear: dtype ", dtype_name(values.dtype()),
+               " not supported on cpu (allowed: f32, f64)");
+      two_four_linear_cpu<float>(li.x2.data<float>(), y.data<float>(), values.data<float>(), m,
+                                 b.defined() ? b.data<float>() : nullptr, li.tokens, in_, out_);
+    }
+  }
+  return finish_linear_output(y, li, x.dtype());
+}
+
+}  // namespace pt::sparse
