@@ -243,6 +243,45 @@ TEST_F(TrainPruneSmoke, ExportsACellAsHuggingFaceSafetensors) {
   }, "no such cell");
 }
 
+// Evaluating on a sparse kernel changes how the product is computed, not what it is: the same cells run with
+// [run] linear_kernel = bitmap (and csr) give the dense run's perplexities, and each stage records its kernel.
+TEST_F(TrainPruneSmoke, SparseKernelEvaluationGivesTheDensePerplexities) {
+  std::map<std::string, double> dense;
+  for (const auto& r : results())
+    if (r.at("arm") == "SparseGPT oneshot" || r.at("arm") == "Magnitude oneshot")
+      dense[r.at("arm").get<std::string>() + "@" + std::to_string(r.at("target_sparsity").get<double>())] = r.at("perplexity");
+  ASSERT_EQ(dense.size(), 6u);
+  for (const char* kernel : {"bitmap", "csr"}) {
+    SCOPED_TRACE(kernel);
+    const fs::path out = dir_ / (std::string("kernel-") + kernel);
+    fs::remove_all(out);
+    std::vector<std::string> args = base_args(out);
+    for (const std::string& a : {std::string("experiment.arms=sparsegpt:oneshot, magnitude:oneshot"), "run.linear_kernel=" + std::string(kernel)}) {
+      args.push_back("--set");
+      args.push_back(a);
+    }
+    ASSERT_EQ(wait_exit(spawn_process(args, out.string() + ".log")), 0) << read_text_file(out.string() + ".log");
+    const json rows = json::parse(read_text_file((out / "results.json").string()));
+    ASSERT_EQ(rows.size(), 6u);
+    for (const auto& r : rows) {
+      const std::string cell = r.at("arm").get<std::string>() + "@" + std::to_string(r.at("target_sparsity").get<double>());
+      EXPECT_NEAR(r.at("perplexity").get<double>(), dense.at(cell), 1e-5 * dense.at(cell)) << cell;
+    }
+    int sparse_stages = 0;
+    for (const auto& f : fs::directory_iterator(out / "stages"))
+      if (f.path().extension() == ".json") {
+        const json j = json::parse(read_text_file(f.path().string()));
+        if (j.at("kind") == "prune") {
+          EXPECT_EQ(j.at("eval_kernel"), kernel) << j.dump();
+          ++sparse_stages;
+        }
+      }
+    EXPECT_EQ(sparse_stages, 4);
+    EXPECT_NE(read_text_file(out.string() + "/train_prune.log").find(std::string("eval: ") + kernel + " on 12 pruned layers"),
+              std::string::npos);
+  }
+}
+
 TEST_F(TrainPruneSmoke, BadConfigurationsFailWithOneLineAndTouchNothing) {
   const fs::path out = dir_ / "run";
   const std::string before = read_text_file((out / "results.md").string());
@@ -259,6 +298,8 @@ TEST_F(TrainPruneSmoke, BadConfigurationsFailWithOneLineAndTouchNothing) {
       {"eval.windows=many", "[eval] windows = many: expected an integer"},
       {"prune.colour=red", "unknown key 'colour' in [prune]"},
       {"data.calib_file=/nonexistent.txt", "[data] calib_file = /nonexistent.txt: no such file"},
+      {"run.linear_kernel=sparse", "[run] linear_kernel = sparse: expected one of"},
+      {"run.linear_kernel=2of4", "2of4 runs only 2:4-pruned weights"},
   };
   for (const auto& [setting, needle] : cases) {
     SCOPED_TRACE(setting);

@@ -39,6 +39,7 @@ struct Settings {
   app::DataSection data;
   prune::CalibrationOptions calibration;
   app::EvalSection eval;
+  nn::LinearKernelOptions linear_kernel;
   app::Plan plan;
   prune::SparsityPattern pattern;
   prune::SequentialPruneOptions prune;
@@ -118,6 +119,16 @@ Settings read_settings(config::IniConfig& ini) {
   s.lora.alpha = ini.number("retrain", "lora_alpha", 32, 0.0, 1e6);
   s.lora.seed = s.run.seed;
   s.eval = app::read_eval_section(ini, s.model.config.max_position_embeddings);
+  // The kernel pruned layers run on when perplexity is measured (sparse/packed_linear.h).
+  const std::string kernel = ini.choice("run", "linear_kernel", "dense", sparse::linear_kernel_names());
+  s.linear_kernel.kernel = sparse::parse_linear_kernel(kernel);
+  if (s.linear_kernel.kernel == sparse::LinearKernel::two_four && !(s.pattern.n == 2 && s.pattern.m == 4))
+    ini.fail("run", "linear_kernel", "2of4 runs only 2:4-pruned weights, but [prune] pattern = " + pattern +
+                                         " (use csr, bitmap or auto, or pattern = 2:4)");
+  {
+    const int64_t seqlen = s.eval.seqlen > 0 ? s.eval.seqlen : s.model.config.max_position_embeddings;
+    s.linear_kernel.auto_options.prefill_tokens = std::min<int64_t>(2048, s.eval.batch * seqlen);
+  }
 
   std::vector<app::Arm> arms;
   std::stringstream ss(arms_text);
@@ -221,6 +232,7 @@ int main(int argc, char** argv) try {
   ctx.retrain = s.retrain;
   ctx.lora = s.lora;
   ctx.eval = s.eval;
+  ctx.linear_kernel = s.linear_kernel;
   ctx.train_tokens = &train_ids.ids;
   ctx.test_tokens = &test_ids.ids;
   ctx.output = s.run.output;

@@ -33,6 +33,8 @@ json to_json(const StageRecord& r) {
           {"sparsity", r.sparsity},
           {"op_seconds", r.op_seconds},
           {"eval_seconds", r.eval_seconds},
+          {"eval_kernel", r.eval_kernel},
+          {"eval_tokens_per_second", r.eval_tokens_per_second},
           {"reconstruction_error", std::isfinite(r.reconstruction_error) ? json(r.reconstruction_error) : json(nullptr)},
           {"trained_parameters", r.trained_parameters},
           {"total_parameters", r.total_parameters},
@@ -49,6 +51,8 @@ StageRecord from_json(const json& j) {
   r.sparsity = j.at("sparsity");
   r.op_seconds = j.at("op_seconds");
   r.eval_seconds = j.at("eval_seconds");
+  r.eval_kernel = j.value("eval_kernel", std::string("dense"));  // records written before sparse kernels existed
+  r.eval_tokens_per_second = j.value("eval_tokens_per_second", 0.0);
   r.reconstruction_error = j.at("reconstruction_error").is_null() ? NAN : j.at("reconstruction_error").get<double>();
   r.trained_parameters = j.at("trained_parameters");
   r.total_parameters = j.at("total_parameters");
@@ -126,10 +130,24 @@ double StageRunner::evaluate(StageRecord& rec) {
   po.batch_size = ctx_.eval.batch;
   po.max_windows = ctx_.eval.windows;
   po.show_progress = ctx_.show_progress;
-  const opt::PerplexityResult r = opt::evaluate_perplexity(*model_, *ctx_.test_tokens, po);
+  // Pruned layers run on the configured kernel for the evaluation only (training needs the dense weights).
+  const auto layers = model_->linear_layers();
+  const std::string kernel = sparse::linear_kernel_name(ctx_.linear_kernel.kernel);
+  const nn::LinearKernelReport packed = nn::use_linear_kernel(layers, ctx_.linear_kernel);
+  if (ctx_.linear_kernel.kernel != sparse::LinearKernel::dense) ctx_.log->line("  eval: " + packed.summary(kernel));
+  opt::PerplexityResult r;
+  try {
+    r = opt::evaluate_perplexity(*model_, *ctx_.test_tokens, po);
+  } catch (...) {
+    nn::clear_linear_kernels(layers);
+    throw;
+  }
+  nn::clear_linear_kernels(layers);
   rec.perplexity = r.perplexity;
   rec.mean_nll = r.mean_nll;
   rec.eval_seconds = r.seconds;
+  rec.eval_kernel = packed.layers.empty() ? "dense" : kernel;
+  rec.eval_tokens_per_second = r.tokens_per_second;
   return r.perplexity;
 }
 

@@ -17,6 +17,7 @@
 #include "apps/common/sections.h"
 #include "apps/train_prune/plan.h"
 #include "nn/checkpoint.h"
+#include "nn/linear_kernel.h"
 #include "prune/pattern.h"
 #include "train/trainer.h"
 
@@ -28,6 +29,8 @@ struct StageRecord {
   double sparsity = 0;           // measured over every decoder Linear weight
   double op_seconds = 0;         // pruning or retraining (0 for dense)
   double eval_seconds = 0;
+  std::string eval_kernel = "dense";  // the linear kernel the evaluation ran ([run] linear_kernel)
+  double eval_tokens_per_second = 0;
   double reconstruction_error = 0;  // prune stages (summed over matrices; NaN if not measured)
   int64_t trained_parameters = 0, total_parameters = 0;  // retrain stages
   double final_train_loss = 0;   // retrain stages
@@ -43,6 +46,7 @@ struct RunContext {
   train::TrainOptions retrain;               // paths, run_config, seeds set per stage
   train::LoraOptions lora;
   EvalSection eval;
+  nn::LinearKernelOptions linear_kernel;     // the kernel pruned layers run on during evaluation
   Tensor calibration_ids;                    // [nsamples, seqlen] (undefined when no method needs it)
   const std::vector<int32_t>* train_tokens = nullptr;
   const std::vector<int32_t>* test_tokens = nullptr;
