@@ -3,6 +3,7 @@
 //   opt_eval --model path/to/hf-opt-125m --ppl
 //   opt_eval --model path/to/hf-opt-125m --prompt "The capital of France is" --max-new-tokens 20
 //   opt_eval --model tiny --ppl --seqlen 64 --windows 8        (a preset: random weights, for a smoke test)
+//   opt_eval --model exported-pruned-model --ppl --linear-kernel csr   (pruned Linears on a sparse kernel)
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -12,13 +13,16 @@
 #include "corpus/wikitext_tokens.h"
 #include "opt/generate.h"
 #include "opt/model.h"
+#include "nn/linear_kernel.h"
 #include "opt/perplexity.h"
+#include "tensor/ops.h"
 
 using namespace pt;
 
 int main(int argc, char** argv) try {
   CLI::App app{"OPT perplexity (SparseGPT protocol on WikiText-2 test) and text generation"};
   std::string model_arg, device = "auto", dtype = "f32", data_dir = "data", cache_dir = "cache", prompt;
+  std::string linear_kernel = "dense";
   int64_t seqlen = 0, batch = 1, windows = 0, max_new = 32, top_k = 0;
   double temperature = 0.0;
   uint64_t seed = 0;
@@ -37,6 +41,10 @@ int main(int argc, char** argv) try {
   app.add_option("--temperature", temperature, "0 = greedy; > 0 samples")->capture_default_str();
   app.add_option("--top-k", top_k, "sample among the k most likely tokens (0 = all)")->capture_default_str();
   app.add_option("--seed", seed, "seed for random weights and sampling")->capture_default_str();
+  app.add_option("--linear-kernel", linear_kernel,
+                 "kernel for pruned decoder Linears (a layer's zeros are its mask): dense|masked|csr|bitmap|2of4|auto")
+      ->check(CLI::IsMember(sparse::linear_kernel_names()))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (!ppl && prompt.empty()) {
     std::fprintf(stderr, "error: nothing to do: give --ppl and/or --prompt TEXT\n");
@@ -57,6 +65,19 @@ int main(int argc, char** argv) try {
     if (dt != DType::f32) model->to(dt);
   }
   std::printf("model: %s\ndevice: %s, dtype: %s\n", model->config().describe().c_str(), device_name(dev), dtype_name(dt));
+
+  if (linear_kernel != "dense") {
+    // An exported pruned model carries no masks: its zeros are the mask of every layer that has any.
+    for (auto& [name, layer] : model->linear_layers()) {
+      const Tensor keep = compare_scalar(layer->weight.data(), 0.0, CompareOp::ne);
+      if (sum_all(keep.to(DType::f32)).item() < double(keep.numel())) layer->set_mask(keep);
+    }
+    nn::LinearKernelOptions lo;
+    lo.kernel = sparse::parse_linear_kernel(linear_kernel);
+    lo.auto_options.prefill_tokens =
+        std::min<int64_t>(2048, batch * (seqlen > 0 ? seqlen : model->config().max_position_embeddings));
+    std::printf("linear kernel: %s\n", nn::use_linear_kernel(model->linear_layers(), lo).summary(linear_kernel).c_str());
+  }
 
   corpus::Gpt2Tokenizer tok(data_dir + "/opt-tokenizer/vocab.json", data_dir + "/opt-tokenizer/merges.txt");
   if (model->config().vocab_size < int64_t(tok.vocab_size())) {
