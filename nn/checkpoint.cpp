@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -85,8 +86,17 @@ std::vector<hsize_t> chunk_dims(const Shape& shape, size_t elem_size) {
   return c;
 }
 
-// `host` is a contiguous CPU tensor already in its stored dtype (f32, f16 or u8).
-void write_dataset(hid_t group, const std::string& name, const Tensor& host, hid_t half, const SaveOptions& o,
+// A 1-D int64 attribute (a shape; empty for a scalar).
+void write_shape_attr(hid_t obj, const char* name, const Shape& shape, Where& where) {
+  where.object = std::string("attribute ") + name;
+  const hsize_t rank = shape.size();
+  H5Id space = H5_OPEN(H5Screate_simple(1, &rank, nullptr), H5Sclose);
+  H5Id attr = H5_OPEN(H5Acreate2(obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (rank > 0) H5_CHECK(H5Awrite(attr, H5T_NATIVE_INT64, shape.data()));
+}
+
+// `host` is a contiguous CPU tensor already in its stored dtype (f32, f16 or u8). Returns the open dataset.
+H5Id write_dataset(hid_t group, const std::string& name, const Tensor& host, hid_t half, const SaveOptions& o,
                    Where& where) {
   const Shape& shape = host.shape();
   std::vector<hsize_t> dims(shape.begin(), shape.end());
@@ -105,6 +115,7 @@ void write_dataset(hid_t group, const std::string& name, const Tensor& host, hid
   hid_t mem_type = host.dtype() == DType::f16 ? half : host.dtype() == DType::u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
   H5Id ds = H5_OPEN(H5Dcreate2(group, name.c_str(), file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), H5Dclose);
   if (host.numel() > 0) H5_CHECK(H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data_ptr()));
+  return ds;
 }
 
 // Host copy in the stored dtype; f16 goes through pt's own round-to-nearest-even (not HDF5's conversion).
@@ -117,6 +128,59 @@ Tensor stored_form(const Tensor& t, DType stored) {
   uint16_t* dst = reinterpret_cast<uint16_t*>(out.data<half_t>());
   for (int64_t i = 0; i < f.numel(); ++i) dst[i] = float_to_f16(src[i]);
   return out;
+}
+
+// ---- compressed pruned parameters (layout in checkpoint.h) ----
+
+// Mask element i (row-major) becomes bit i % 8 of byte i / 8, least significant bit first; the bits past the end
+// of the last byte stay 0. `mask` is a contiguous CPU u8 tensor.
+Tensor pack_mask(const Tensor& mask) {
+  const int64_t n = mask.numel();
+  Tensor packed = Tensor::zeros({(n + 7) / 8}, DType::u8);
+  const uint8_t* m = mask.data<uint8_t>();
+  uint8_t* p = packed.data<uint8_t>();
+  for (int64_t i = 0; i < n; ++i) p[i >> 3] = uint8_t(p[i >> 3] | (uint8_t(m[i] != 0) << (i & 7)));
+  return packed;
+}
+
+template <class E> void gather_kept(const E* src, const uint8_t* keep, int64_t n, E* dst) {
+  for (int64_t i = 0; i < n; ++i)
+    if (keep[i]) *dst++ = src[i];
+}
+
+// The values where the mask is 1, in row-major order, as a 1-D tensor of `dense`'s dtype (f32 or f16; the bits
+// are copied, so NaN payloads and -0 survive). Both tensors are contiguous on the CPU.
+Tensor kept_values(const Tensor& dense, const Tensor& mask) {
+  const uint8_t* keep = mask.data<uint8_t>();
+  const int64_t n = dense.numel(), kept = std::count_if(keep, keep + n, [](uint8_t v) { return v != 0; });
+  Tensor out = Tensor::empty({kept}, dense.dtype());
+  if (kept == 0) return out;
+  if (dtype_size(dense.dtype()) == 2)
+    gather_kept(static_cast<const uint16_t*>(dense.data_ptr()), keep, n, static_cast<uint16_t*>(out.data_ptr()));
+  else
+    gather_kept(static_cast<const uint32_t*>(dense.data_ptr()), keep, n, static_cast<uint32_t*>(out.data_ptr()));
+  return out;
+}
+
+// Compression drops the values where the mask is 0, so they must all be zero (+0 or -0; they load as +0).
+void check_pruned_are_zero(const std::string& name, const Tensor& param, const Tensor& mask, const Where& where) {
+  Tensor w = param.to(Device::cpu);
+  if (w.dtype() != DType::f64) w = w.to(DType::f32);  // exact for f16 and bf16
+  w = w.contiguous();
+  Tensor m = mask.to(Device::cpu).contiguous();
+  const uint8_t* keep = m.data<uint8_t>();
+  int64_t bad = 0, first = -1;
+  double first_value = 0.0;
+  auto scan = [&](const auto* v) {
+    for (int64_t i = 0; i < w.numel(); ++i)
+      if (!keep[i] && v[i] != 0 && !bad++) first = i, first_value = double(v[i]);
+  };
+  if (w.dtype() == DType::f64) scan(w.data<double>());
+  else scan(w.data<float>());
+  if (bad > 0)
+    where.fail("parameter '", name, "' has nonzero values where its mask is 0; compressing would lose them (", bad,
+               " such value", bad == 1 ? "" : "s", ", the first at flat index ", first, ": ", first_value,
+               "). Apply the mask to the weight first, or save without compress_pruned");
 }
 
 hid_t create_group(hid_t parent, const char* name, Where& where) {
@@ -133,6 +197,8 @@ void check_savable(const Checkpoint& c, const SaveOptions& o, const Where& where
     if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
       where.fail("parameter name '", name, "' is not usable as an HDF5 dataset name (empty or contains '/')");
   check_consistent(c, where);
+  if (o.compress_pruned)
+    for (const auto& [name, mask] : c.masks) check_pruned_are_zero(name, *c.find_parameter(name), mask, where);
   for (const auto* json : {&c.model_config, &c.metrics})
     if (!nlohmann::json::accept(*json)) where.fail("model_config and metrics must be valid JSON");
   for (const auto* s : {&c.model_config, &c.run_config, &c.stage, &c.metrics})
@@ -140,7 +206,8 @@ void check_savable(const Checkpoint& c, const SaveOptions& o, const Where& where
 }
 
 // Writes the whole file at `tmp` and closes it; every handle is closed before H5Fclose, whose result is checked.
-void write_file(const std::string& tmp, const Checkpoint& c, const SaveOptions& o, Where& where) {
+void write_file(const std::string& tmp, const Checkpoint& c, const SaveOptions& o, SaveReport& report,
+                Where& where) {
   where.object = "file";
   H5Id fapl = file_access(where);
   H5Id fcpl = H5_OPEN(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
@@ -164,8 +231,9 @@ void write_file(const std::string& tmp, const Checkpoint& c, const SaveOptions& 
     auto u64 = [&](const char* name, uint64_t v) {
       write_attr(file, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, where);
     };
+    const bool compressed = o.compress_pruned && !c.masks.empty();
     str(file, "format", kCheckpointFormatName);
-    i64(file, "format_version", kCheckpointFormatVersion);
+    i64(file, "format_version", compressed ? kCheckpointFormatVersion : kCheckpointMinFormatVersion);
     str(file, "model_config", c.model_config);
     str(file, "run_config", c.run_config);
     str(file, "stage", c.stage);
@@ -181,10 +249,42 @@ void write_file(const std::string& tmp, const Checkpoint& c, const SaveOptions& 
         write_dataset(group, name, stored_form(t, stored), half, o, where);
       }
     };
+    const DType stored = o.fp16_parameters ? DType::f16 : DType::f32;
+    const int64_t elem = int64_t(dtype_size(stored));
     H5Id params(create_group(file, "/parameters", where), H5Gclose);
-    write_group(params, "/parameters/", c.parameters, o.fp16_parameters ? DType::f16 : DType::f32);
+    for (const auto& [name, t] : c.parameters) {
+      where.object = "/parameters/" + name;
+      const Tensor dense = stored_form(t, stored);
+      const auto mask = c.masks.find(name);
+      if (mask == c.masks.end()) {
+        write_dataset(params, name, dense, half, o, where);
+        continue;
+      }
+      const int64_t n = dense.numel();
+      report.parameter_bytes_dense += n * elem;
+      if (!o.compress_pruned) {
+        report.parameter_bytes_stored += n * elem + n;  // values + the u8 mask
+        write_dataset(params, name, dense, half, o, where);
+        continue;
+      }
+      const Tensor values = kept_values(dense, stored_form(mask->second, DType::u8));
+      H5Id ds = write_dataset(params, name, values, half, o, where);
+      str(ds, "sparse_format", "bitmask");
+      write_shape_attr(ds, "dense_shape", dense.shape(), where);
+      report.parameter_bytes_stored += values.numel() * elem + (n + 7) / 8;
+      ++report.compressed_parameters;
+    }
     H5Id masks(create_group(file, "/masks", where), H5Gclose);
-    write_group(masks, "/masks/", c.masks, DType::u8);
+    for (const auto& [name, m] : c.masks) {
+      where.object = "/masks/" + name;
+      const Tensor host = stored_form(m, DType::u8);
+      if (!o.compress_pruned) {
+        write_dataset(masks, name, host, half, o, where);
+        continue;
+      }
+      H5Id ds = write_dataset(masks, name, pack_mask(host), half, o, where);
+      i64(ds, "packed_bits", host.numel());
+    }
     if (c.optimizer) {
       H5Id opt(create_group(file, "/optimizer", where), H5Gclose);
       i64(opt, "step", c.optimizer->step);
@@ -242,9 +342,8 @@ std::vector<std::string> dataset_names(hid_t group, const std::string& gpath, Wh
   return names;
 }
 
-// Reads one dataset in its stored dtype (f32, IEEE f16 or u8), checking type and shape before allocating.
-Tensor read_dataset(hid_t group, const std::string& name, hid_t half, Where& where) {
-  H5Id ds = H5_OPEN(H5Dopen2(group, name.c_str(), H5P_DEFAULT), H5Dclose);
+// Reads one open dataset in its stored dtype (f32, IEEE f16 or u8), checking type and shape before allocating.
+Tensor read_dataset(hid_t ds, hid_t half, Where& where) {
   H5Id type = H5_OPEN(H5Dget_type(ds), H5Tclose);
   const H5T_class_t cls = H5Tget_class(type);
   const size_t size = H5Tget_size(type);
@@ -319,18 +418,125 @@ template <class T> T read_int_attr(hid_t obj, const char* name, const char* on, 
   return value;
 }
 
-using Named = std::vector<std::pair<std::string, Tensor>>;
+// A 1-D integer attribute (a shape; empty for a scalar).
+Shape read_shape_attr(hid_t obj, const char* name, const std::string& on, Where& where) {
+  where.object = std::string("attribute ") + name;
+  if (H5_CHECK(H5Aexists(obj, name)) == 0)
+    where.fail("missing attribute '", name, "' on ", on, " (written by another program, or damaged)");
+  H5Id attr = H5_OPEN(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  H5Id type = H5_OPEN(H5Aget_type(attr), H5Tclose);
+  H5Id space = H5_OPEN(H5Aget_space(attr), H5Sclose);
+  if (H5Tget_class(type) != H5T_INTEGER || H5Sget_simple_extent_type(space) != H5S_SIMPLE ||
+      H5_CHECK(H5Sget_simple_extent_ndims(space)) != 1)
+    where.fail("attribute '", name, "' on ", on, " is not a 1-D integer array");
+  hsize_t rank = 0;
+  H5_CHECK(H5Sget_simple_extent_dims(space, &rank, nullptr));
+  if (rank > 64) where.corrupt(on, " has a ", name, " of rank ", rank);
+  Shape shape(size_t(rank), 0);
+  if (rank > 0) H5_CHECK(H5Aread(attr, H5T_NATIVE_INT64, shape.data()));
+  return shape;
+}
 
-Named read_group(hid_t file, const std::string& gpath, hid_t half, Where& where) {
+// One dataset as stored, with the attributes of the compressed form when it has them.
+struct Stored {
+  std::string name;
+  Tensor data;                         // stored dtype and shape
+  std::optional<Shape> dense_shape;    // a compressed parameter (sparse_format = "bitmask")
+  std::optional<int64_t> packed_bits;  // a bit-packed mask
+};
+
+enum class Kind { parameters, masks, other };
+
+std::vector<Stored> read_group(hid_t file, const std::string& gpath, hid_t half, Kind kind, Where& where) {
   where.object = gpath;
   if (H5_CHECK(H5Lexists(file, gpath.c_str(), H5P_DEFAULT)) == 0) where.fail("missing group ", gpath);
   H5Id group = H5_OPEN(H5Gopen2(file, gpath.c_str(), H5P_DEFAULT), H5Gclose);
-  Named out;
+  std::vector<Stored> out;
   for (const std::string& name : dataset_names(group, gpath, where)) {
-    where.object = gpath + "/" + name;
-    out.emplace_back(name, read_dataset(group, name, half, where));
+    const std::string on = gpath + "/" + name;
+    where.object = on;
+    H5Id ds = H5_OPEN(H5Dopen2(group, name.c_str(), H5P_DEFAULT), H5Dclose);
+    Stored s{name, read_dataset(ds, half, where), std::nullopt, std::nullopt};
+    if (kind == Kind::parameters && H5_CHECK(H5Aexists(ds, "sparse_format")) > 0) {
+      const std::string format = read_string_attr(ds, "sparse_format", on.c_str(), where);
+      if (format != "bitmask")
+        where.fail(on, " has sparse_format '", format, "'; this build reads 'bitmask' only");
+      s.dense_shape = read_shape_attr(ds, "dense_shape", on, where);
+    }
+    where.object = on;
+    if (kind == Kind::masks && H5_CHECK(H5Aexists(ds, "packed_bits")) > 0)
+      s.packed_bits = read_int_attr<int64_t>(ds, "packed_bits", on.c_str(), where);
+    out.push_back(std::move(s));
   }
   return out;
+}
+
+// Element i of the dense tensor is bit i % 8 of packed byte i / 8 (see checkpoint.h).
+bool bit(const uint8_t* packed, int64_t i) { return (packed[i >> 3] >> (i & 7)) & 1; }
+
+template <class E> void scatter_kept(const E* values, const uint8_t* packed, int64_t n, E* dense, uint8_t* mask) {
+  for (int64_t i = 0; i < n; ++i)
+    if ((mask[i] = uint8_t(bit(packed, i)))) dense[i] = *values++;
+}
+
+// Compressed parameters and their bit-packed masks back to dense tensors (exact zeros where pruned, u8 0/1 masks),
+// after checking that the pieces agree. Everything else passes through as stored.
+void densify(std::vector<Stored>& params, std::vector<Stored>& masks, Where& where) {
+  std::map<std::string, Stored*> by_name;
+  for (Stored& m : masks) by_name[m.name] = &m;
+  for (Stored& p : params) {
+    if (!p.dense_shape) continue;
+    const std::string pname = "/parameters/" + p.name, mname = "/masks/" + p.name;
+    where.object = pname;
+    auto it = by_name.find(p.name);
+    if (it == by_name.end())
+      where.fail("parameter '", p.name, "' is stored compressed (sparse_format 'bitmask') but its mask ", mname,
+                 " is missing, so its pruned positions cannot be restored");
+    Stored& m = *it->second;
+    if (!m.packed_bits) where.corrupt(pname, " is compressed but its mask ", mname, " is not bit-packed");
+    if (p.data.dim() != 1)
+      where.corrupt(pname, " is compressed but holds shape ", shape_str(p.data.shape()), " instead of 1-D values");
+    if (m.data.dim() != 1)
+      where.corrupt(mname, " is bit-packed but has shape ", shape_str(m.data.shape()), " instead of 1-D bytes");
+    // Sizes, checked before anything is allocated: dense_shape agrees with packed_bits, which fits the bytes.
+    const Shape& shape = *p.dense_shape;
+    const int64_t bits = *m.packed_bits, bytes = m.data.numel();
+    if (bits < 0 || (bits + 7) / 8 != bytes)
+      where.corrupt(mname, " holds ", bytes, " bytes but its packed_bits = ", bits, " needs ceil(", bits,
+                    " / 8) = ", bits < 0 ? 0 : (bits + 7) / 8);
+    int64_t n = 1;  // product(shape), or -1 when negative or more than `bits`
+    if (std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d < 0; })) n = -1;
+    else if (std::count(shape.begin(), shape.end(), 0) > 0) n = 0;
+    else
+      for (int64_t d : shape) n = n < 0 || n > bits / d ? -1 : n * d;  // never overflows
+    if (n != bits)
+      where.corrupt(pname, " has dense_shape ", shape_str(shape), " but its mask ", mname, " packs ", bits,
+                    " bits");
+    const uint8_t* packed = m.data.data<uint8_t>();
+    if (bits % 8 != 0 && (packed[bytes - 1] >> (bits % 8)) != 0)
+      where.corrupt(mname, " has bits set past packed_bits = ", bits);
+    int64_t set = 0;
+    for (int64_t i = 0; i < bytes; ++i) set += std::popcount(packed[i]);
+    if (set != p.data.numel())
+      where.corrupt(pname, " holds ", p.data.numel(), " values but its mask ", mname, " has ", set, " bits set");
+    Tensor dense = Tensor::zeros(shape, p.data.dtype()), mask = Tensor::empty(shape, DType::u8);
+    const void* values = p.data.numel() > 0 ? p.data.data_ptr() : nullptr;
+    if (dtype_size(dense.dtype()) == 2)
+      scatter_kept(static_cast<const uint16_t*>(values), packed, n, static_cast<uint16_t*>(dense.data_ptr()),
+                   mask.data<uint8_t>());
+    else
+      scatter_kept(static_cast<const uint32_t*>(values), packed, n, static_cast<uint32_t*>(dense.data_ptr()),
+                   mask.data<uint8_t>());
+    p.data = dense;
+    m.data = mask;
+    m.packed_bits.reset();
+  }
+  for (const Stored& m : masks) {  // left over: packed masks whose parameter is not compressed
+    if (!m.packed_bits) continue;
+    if (std::none_of(params.begin(), params.end(), [&](const Stored& p) { return p.name == m.name; }))
+      where.fail("mask '", m.name, "' has no parameter of that name");
+    where.corrupt("/masks/", m.name, " is bit-packed but its parameter /parameters/", m.name, " is not compressed");
+  }
 }
 
 Checkpoint read_checkpoint(const std::string& path, const LoadOptions& o, Where& where) {
@@ -346,9 +552,10 @@ Checkpoint read_checkpoint(const std::string& path, const LoadOptions& o, Where&
   if (format != kCheckpointFormatName)
     PT_FAIL("checkpoint ", path, " is not a prune-and-tune checkpoint (format '", format, "')");
   const int64_t version = read_int_attr<int64_t>(file, "format_version", "/", where);
-  if (version != kCheckpointFormatVersion)
-    PT_FAIL("checkpoint ", path, " has format version ", version, "; this build reads version ",
-            kCheckpointFormatVersion, " only (use the build that wrote it, or convert the file)");
+  if (version < kCheckpointMinFormatVersion || version > kCheckpointFormatVersion)
+    PT_FAIL("checkpoint ", path, " has format version ", version, "; this build reads versions ",
+            kCheckpointMinFormatVersion, " to ", kCheckpointFormatVersion,
+            " only (use the build that wrote it, or convert the file)");
   c.model_config = read_string_attr(file, "model_config", "/", where);
   c.run_config = read_string_attr(file, "run_config", "/", where);
   c.stage = read_string_attr(file, "stage", "/", where);
@@ -360,8 +567,11 @@ Checkpoint read_checkpoint(const std::string& path, const LoadOptions& o, Where&
   if (!nlohmann::json::accept(c.model_config)) where.fail("attribute 'model_config' is not valid JSON");
   if (!nlohmann::json::accept(c.metrics)) where.fail("attribute 'metrics' is not valid JSON");
 
-  c.parameters = read_group(file, "/parameters", half, where);
-  for (auto& [name, t] : read_group(file, "/masks", half, where)) c.masks.emplace(name, t);
+  std::vector<Stored> params = read_group(file, "/parameters", half, Kind::parameters, where);
+  std::vector<Stored> masks = read_group(file, "/masks", half, Kind::masks, where);
+  densify(params, masks, where);
+  for (Stored& p : params) c.parameters.emplace_back(p.name, std::move(p.data));
+  for (Stored& m : masks) c.masks.emplace(m.name, std::move(m.data));
   where.object = "/optimizer";
   if (o.load_optimizer && H5_CHECK(H5Lexists(file, "/optimizer", H5P_DEFAULT)) > 0) {
     OptimizerState opt;
@@ -369,8 +579,8 @@ Checkpoint read_checkpoint(const std::string& path, const LoadOptions& o, Where&
       H5Id group = H5_OPEN(H5Gopen2(file, "/optimizer", H5P_DEFAULT), H5Gclose);
       opt.step = read_int_attr<int64_t>(group, "step", "/optimizer", where);
     }
-    for (auto& [name, t] : read_group(file, "/optimizer/m", half, where)) opt.m.emplace(name, t);
-    for (auto& [name, t] : read_group(file, "/optimizer/v", half, where)) opt.v.emplace(name, t);
+    for (Stored& s : read_group(file, "/optimizer/m", half, Kind::other, where)) opt.m.emplace(s.name, s.data);
+    for (Stored& s : read_group(file, "/optimizer/v", half, Kind::other, where)) opt.v.emplace(s.name, s.data);
     c.optimizer = std::move(opt);
   }
   check_consistent(c, where);
@@ -385,14 +595,18 @@ Checkpoint read_checkpoint(const std::string& path, const LoadOptions& o, Where&
 
 }  // namespace
 
-void save_checkpoint(const std::string& path, const Checkpoint& ckpt, const SaveOptions& options) {
+SaveReport save_checkpoint(const std::string& path, const Checkpoint& ckpt, const SaveOptions& options) {
   Where where{path, false};
   init_hdf5();
   check_savable(ckpt, options, where);
   const std::string tmp = path + ".tmp";
+  SaveReport report;
   try {
-    write_file(tmp, ckpt, options, where);  // truncates a .tmp left by an earlier crash
+    write_file(tmp, ckpt, options, report, where);  // truncates a .tmp left by an earlier crash
     fsync_path(tmp, O_RDONLY, where);
+    struct stat written;
+    if (::stat(tmp.c_str(), &written) != 0) where.fail("cannot stat ", tmp, ": ", std::strerror(errno));
+    report.file_bytes = int64_t(written.st_size);
     if (::rename(tmp.c_str(), path.c_str()) != 0) where.fail("rename from ", tmp, " failed: ", std::strerror(errno));
   } catch (...) {
     // PATH itself was never touched. Truncate first: after a failed flush HDF5 may keep the .tmp open, and its
@@ -406,6 +620,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt, const Save
   }
   std::string folder = std::filesystem::path(path).parent_path().string();
   fsync_path(folder.empty() ? "." : folder, O_RDONLY | O_DIRECTORY, where);  // make the rename durable
+  return report;
 }
 
 Checkpoint load_checkpoint(const std::string& path, const LoadOptions& options) {

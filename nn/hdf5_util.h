@@ -50,6 +50,11 @@ struct Where {
     detail::throw_error(__FILE__, __LINE__,
                         detail::concat(loading ? "checkpoint " : "save_checkpoint ", path, ": ", parts...));
   }
+  // Damage that HDF5 cannot see (sizes that disagree across datasets): reported like an HDF5 failure on load.
+  template <class... A> [[noreturn]] void corrupt(const A&... parts) const {
+    detail::throw_error(__FILE__, __LINE__,
+                        detail::concat("checkpoint ", path, " is truncated or corrupt (", parts..., ")"));
+  }
 };
 
 // Once, before HDF5's first call: no error-stack printing (errors become pt::Error) and no HDF5 teardown at exit.

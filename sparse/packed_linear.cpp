@@ -119,7 +119,7 @@ std::shared_ptr<PackedLinearWeight> pack_linear_weight(LinearKernel kernel, cons
 
 LinearInput prepare_linear_input(const Tensor& x, int64_t in, int64_t out, DType dtype, Device device,
                                  const char* op) {
-  PT_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == in && is_floating(x.dtype()), op, ": input must be a float "
+  PT_CHECK(in > 0 && x.defined() && x.dim() >= 1 && x.size(-1) == in && is_floating(x.dtype()), op, ": input must be a float "
            "tensor [..., ", in, "], got ", x.defined() ? x.describe() : std::string("(undefined)"));
   PT_CHECK(x.device() == device, op, ": input is on ", device_name(x.device()), " but the weight is on ",
            device_name(device));

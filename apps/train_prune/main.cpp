@@ -46,6 +46,7 @@ struct Settings {
   train::TrainOptions retrain;
   train::LoraOptions lora;
   int gzip = 0;
+  bool sparse_checkpoints = true;
   std::string resolved;
 };
 
@@ -54,6 +55,8 @@ Settings read_settings(config::IniConfig& ini) {
   ini.declare_sections({"run", "experiment", "model", "data", "prune", "retrain", "eval"});
   s.run = app::read_run_section(ini, "runs/train_prune");
   s.gzip = int(ini.integer("run", "checkpoint_gzip", 0, 0, 9));
+  // Stage checkpoints store pruned weights as bitmask + kept values (lossless; they load back dense).
+  s.sparse_checkpoints = ini.boolean("run", "checkpoint_sparse", true);
   s.pretrain_config = ini.text("model", "pretrain_config", "");
   if (!s.pretrain_config.empty() && !fs::is_regular_file(s.pretrain_config))
     ini.fail("model", "pretrain_config", "no such file (an INI file for ./pretrain)");
@@ -238,6 +241,7 @@ int main(int argc, char** argv) try {
   ctx.output = s.run.output;
   ctx.run_config = s.resolved;
   ctx.save.gzip_level = s.gzip;
+  ctx.save.compress_pruned = s.sparse_checkpoints;
   ctx.show_progress = !no_progress;
   ctx.log = &log;
   // The calibration windows: sampled once (or read), recorded with the run, shared by every pruning stage.

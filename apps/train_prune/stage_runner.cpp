@@ -206,7 +206,14 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   ck.run_config = ctx_.run_config;
   ck.stage = stage.key;
   ck.metrics = to_json(rec).dump();
-  nn::save_checkpoint(checkpoint_path(stage.key), ck, ctx_.save);
+  const nn::SaveReport saved = nn::save_checkpoint(checkpoint_path(stage.key), ck, ctx_.save);
+  if (saved.compressed_parameters > 0) {
+    char size[160];
+    std::snprintf(size, sizeof size, "  checkpoint %.1f MB; its %lld pruned matrices take %.1f MB compressed (%.1f MB dense)",
+                  double(saved.file_bytes) / 1e6, (long long)saved.compressed_parameters,
+                  double(saved.parameter_bytes_stored) / 1e6, double(saved.parameter_bytes_dense) / 1e6);
+    ctx_.log->line(size);
+  }
   write_file_atomic(record_path(stage.key), to_json(rec).dump(2) + "\n");
   fs::remove(ctx_.output + "/stages/" + stage.id + ".train.h5");
   model_key_ = stage.key;

@@ -39,4 +39,15 @@ cusolverDnHandle_t cusolver_handle() {
 
 void synchronize() { PT_CUDA_CHECK(cudaStreamSynchronize(t_stream)); }
 
+int compute_capability_major() {
+  thread_local int cached_device = -1, cached_major = 0;
+  int dev = 0;
+  PT_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev != cached_device) {
+    PT_CUDA_CHECK(cudaDeviceGetAttribute(&cached_major, cudaDevAttrComputeCapabilityMajor, dev));
+    cached_device = dev;
+  }
+  return cached_major;
+}
+
 }  // namespace pt::cuda

@@ -13,6 +13,7 @@ void set_current_stream(cudaStream_t s);
 cublasHandle_t cublas_handle();      // bound to current_stream(); math mode follows allow_tf32()
 cusolverDnHandle_t cusolver_handle();  // bound to current_stream()
 void synchronize();                  // waits for current_stream()
+int compute_capability_major();      // of the current device (cached per host thread and device)
 
 class StreamGuard {
  public:
