@@ -106,7 +106,6 @@ void Linear::merge_adapter() {
     weight.data().copy_(merged);
   }
   detach_adapter();
-  packed_.reset();
 }
 
 void Linear::detach_adapter() {

@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <limits>
+#include <type_traits>
 
 #include "sparse/sparse_cuda.h"
 #include "tensor/ops.h"
@@ -83,27 +84,17 @@ Tensor BitmapWeight::to_dense() const {
 }
 
 Tensor BitmapWeight::forward(const Tensor& x, const Tensor& bias) const {
-  const LinearInput li = prepare_linear_input(x, in_, out_, values.dtype(), device_, "bitmap_linear");
-  const Tensor b = prepare_linear_bias(bias, out_, values.dtype(), device_, "bitmap_linear");
-  Tensor y = Tensor::empty({li.tokens, out_}, values.dtype(), device_);
-  if (li.tokens > 0) {
-    const auto* wd = reinterpret_cast<const uint32_t*>(words.data<int32_t>());
-    if (device_ == Device::cuda) {
+  return packed_linear_forward(
+      *this, values.dtype(), x, bias, "bitmap_linear",
+      [&](const auto* x2, auto* y, const auto* b, int64_t tokens) {
+        bitmap_linear_cpu(x2, y, reinterpret_cast<const uint32_t*>(words.data<int32_t>()), offsets.data<int32_t>(),
+                          values.data<std::remove_cvref_t<decltype(*x2)>>(), b, tokens, in_, out_, words_per_row());
+      },
+      [&](const Tensor& y, const Tensor& x2, const Tensor& b) {
 #if PT_CUDA
-      cuda_kernels::bitmap_linear(y, li.x2, *this, b);
+        cuda_kernels::bitmap_linear(y, x2, *this, b);
 #endif
-    } else if (values.dtype() == DType::f64) {
-      bitmap_linear_cpu<double>(li.x2.data<double>(), y.data<double>(), wd, offsets.data<int32_t>(),
-                                values.data<double>(), b.defined() ? b.data<double>() : nullptr, li.tokens, in_, out_,
-                                words_per_row());
-    } else {
-      PT_CHECK(values.dtype() == DType::f32, "bitmap_linear: dtype ", dtype_name(values.dtype()),
-               " not supported on cpu (allowed: f32, f64)");
-      bitmap_linear_cpu<float>(li.x2.data<float>(), y.data<float>(), wd, offsets.data<int32_t>(), values.data<float>(),
-                               b.defined() ? b.data<float>() : nullptr, li.tokens, in_, out_, words_per_row());
-    }
-  }
-  return finish_linear_output(y, li, x.dtype());
+      });
 }
 
 }  // namespace pt::sparse

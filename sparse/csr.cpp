@@ -1,6 +1,7 @@
 #include "sparse/csr.h"
 
 #include <limits>
+#include <type_traits>
 
 #include "sparse/sparse_cuda.h"
 #include "tensor/ops.h"
@@ -63,27 +64,17 @@ Tensor CsrWeight::to_dense() const {
 }
 
 Tensor CsrWeight::forward(const Tensor& x, const Tensor& bias) const {
-  const LinearInput li = prepare_linear_input(x, in_, out_, values.dtype(), device_, "csr_linear");
-  const Tensor b = prepare_linear_bias(bias, out_, values.dtype(), device_, "csr_linear");
-  Tensor y = Tensor::empty({li.tokens, out_}, values.dtype(), device_);
-  if (li.tokens > 0) {
-    if (device_ == Device::cuda) {
+  return packed_linear_forward(
+      *this, values.dtype(), x, bias, "csr_linear",
+      [&](const auto* x2, auto* y, const auto* b, int64_t tokens) {
+        csr_linear_cpu(x2, y, row_offsets.data<int32_t>(), col_indices.data<int32_t>(),
+                       values.data<std::remove_cvref_t<decltype(*x2)>>(), b, tokens, in_, out_);
+      },
+      [&](const Tensor& y, const Tensor& x2, const Tensor& b) {
 #if PT_CUDA
-      cuda_kernels::csr_linear(y, li.x2, *this, b);
+        cuda_kernels::csr_linear(y, x2, *this, b);
 #endif
-    } else if (values.dtype() == DType::f64) {
-      csr_linear_cpu<double>(li.x2.data<double>(), y.data<double>(), row_offsets.data<int32_t>(),
-                             col_indices.data<int32_t>(), values.data<double>(), b.defined() ? b.data<double>() : nullptr,
-                             li.tokens, in_, out_);
-    } else {
-      PT_CHECK(values.dtype() == DType::f32, "csr_linear: dtype ", dtype_name(values.dtype()),
-               " not supported on cpu (allowed: f32, f64)");
-      csr_linear_cpu<float>(li.x2.data<float>(), y.data<float>(), row_offsets.data<int32_t>(),
-                            col_indices.data<int32_t>(), values.data<float>(), b.defined() ? b.data<float>() : nullptr,
-                            li.tokens, in_, out_);
-    }
-  }
-  return finish_linear_output(y, li, x.dtype());
+      });
 }
 
 }  // namespace pt::sparse

@@ -83,6 +83,30 @@ Tensor prepare_linear_bias(const Tensor& bias, int64_t out, DType dtype, Device 
 // y2 [tokens, out] reshaped to li.out_shape and converted to `dtype`.
 Tensor finish_linear_output(const Tensor& y2, const LinearInput& li, DType dtype);
 
+// The forward every sparse format shares: x [..., in] and the bias go to the format's value `dtype`, the
+// product is computed into a [tokens, out] matrix by `cuda(y2, x2, bias)` on the GPU, or on the CPU by
+// `cpu(x, y, bias, tokens)` called with float or double pointers (bias may be null), and comes back as
+// [..., out] in x's dtype.
+template <class Cpu, class Cuda>
+Tensor packed_linear_forward(const PackedLinearWeight& w, DType dtype, const Tensor& x, const Tensor& bias,
+                             const char* op, Cpu&& cpu, Cuda&& cuda) {
+  const int64_t in = w.in_features(), out = w.out_features();
+  const LinearInput li = prepare_linear_input(x, in, out, dtype, w.device(), op);
+  const Tensor b = prepare_linear_bias(bias, out, dtype, w.device(), op);
+  Tensor y = Tensor::empty({li.tokens, out}, dtype, w.device());
+  if (li.tokens > 0) {
+    if (w.device() == Device::cuda) {
+      cuda(y, li.x2, b);
+    } else if (dtype == DType::f64) {
+      cpu(li.x2.data<double>(), y.data<double>(), b.defined() ? b.data<double>() : nullptr, li.tokens);
+    } else {
+      PT_CHECK(dtype == DType::f32, op, ": dtype ", dtype_name(dtype), " not supported on cpu (allowed: f32, f64)");
+      cpu(li.x2.data<float>(), y.data<float>(), b.defined() ? b.data<float>() : nullptr, li.tokens);
+    }
+  }
+  return finish_linear_output(y, li, x.dtype());
+}
+
 // The host copies a format is built from: the weight as f64 and the keep-mask as u8 (all ones when undefined),
 // both contiguous [out, in] on the CPU.
 struct HostWeight {

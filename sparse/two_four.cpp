@@ -1,5 +1,7 @@
 #include "sparse/two_four.h"
 
+#include <type_traits>
+
 #include "sparse/sparse_cuda.h"
 #include "tensor/ops.h"
 
@@ -92,26 +94,17 @@ Tensor TwoFourWeight::to_dense() const {
 }
 
 Tensor TwoFourWeight::forward(const Tensor& x, const Tensor& bias) const {
-  const LinearInput li = prepare_linear_input(x, in_, out_, values.dtype(), device_, "two_four_linear");
-  const Tensor b = prepare_linear_bias(bias, out_, values.dtype(), device_, "two_four_linear");
-  Tensor y = Tensor::empty({li.tokens, out_}, values.dtype(), device_);
-  if (li.tokens > 0) {
-    const auto* m = reinterpret_cast<const uint32_t*>(meta.data<int32_t>());
-    if (device_ == Device::cuda) {
+  return packed_linear_forward(
+      *this, values.dtype(), x, bias, "two_four_linear",
+      [&](const auto* x2, auto* y, const auto* b, int64_t tokens) {
+        two_four_linear_cpu(x2, y, values.data<std::remove_cvref_t<decltype(*x2)>>(),
+                            reinterpret_cast<const uint32_t*>(meta.data<int32_t>()), b, tokens, in_, out_);
+      },
+      [&](const Tensor& y, const Tensor& x2, const Tensor& b) {
 #if PT_CUDA
-      cuda_kernels::two_four_linear(y, li.x2, *this, b);
+        cuda_kernels::two_four_linear(y, x2, *this, b);
 #endif
-    } else if (values.dtype() == DType::f64) {
-      two_four_linear_cpu<double>(li.x2.data<double>(), y.data<double>(), values.data<double>(), m,
-                                  b.defined() ? b.data<double>() : nullptr, li.tokens, in_, out_);
-    } else {
-      PT_CHECK(values.dtype() == DType::f32, "two_four_linear: dtype ", dtype_name(values.dtype()),
-               " not supported on cpu (allowed: f32, f64)");
-      two_four_linear_cpu<float>(li.x2.data<float>(), y.data<float>(), values.data<float>(), m,
-                                 b.defined() ? b.data<float>() : nullptr, li.tokens, in_, out_);
-    }
-  }
-  return finish_linear_output(y, li, x.dtype());
+      });
 }
 
 }  // namespace pt::sparse
