@@ -12,7 +12,7 @@ CMAKE_ARGS := -DCMAKE_BUILD_TYPE=Release \
   $(if $(NVCC),-DCMAKE_CUDA_COMPILER=$(NVCC)) \
   $(if $(CUDA_ARCH),-DCMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCH)") $(CMAKE_FLAGS)
 
-.PHONY: all deps configure build test bench run demo profile clean data pretrain-mini
+.PHONY: all deps configure build test bench run demo profile clean data pretrain-mini gpu-kit gpu-check
 
 all: build
 
@@ -50,6 +50,17 @@ pretrain-mini: build data
 
 demo: build
 	./$(BUILD)/pt_demo
+
+# The GPU kit (.gpu-kit/): the tests, benchmarks and apps of a Release build for sm_90 with the shared libraries
+# they load (CUDA's excepted) and the data, compressed, to carry to a GPU machine; scripts/gpu_check.sh runs it
+# there. CUDA_ARCH applies when $(BUILD) is configured here for the first time.
+gpu-kit: data
+	$(MAKE) build CUDA_ARCH=$(or $(CUDA_ARCH),90)
+	scripts/make_gpu_kit.sh --build $(BUILD) --out .gpu-kit
+
+# The GPU check on this machine: on a GPU machine the real run, elsewhere a toy run that proves the kit.
+gpu-check: gpu-kit
+	OUT=$(or $(OUT),gpu-check-out) scripts/gpu_check.sh --kit .gpu-kit
 
 # Build with -lineinfo for Nsight Compute source views (separate build folder).
 profile:

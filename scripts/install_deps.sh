@@ -9,7 +9,8 @@ packages=(cmake pkg-config g++ make
           libinih-dev libcli11-dev            # INI configs, command line
           nlohmann-json3-dev libpcre2-dev     # JSON, Unicode regex for the tokenizer
           libssl-dev                          # SHA-256 of data files and caches
-          gnuplot-nox)                        # result plots
+          gnuplot-nox                         # result plots
+          patchelf xz-utils)                  # the GPU kit (make gpu-kit)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,7 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 const std::string kData = std::string(PT_SOURCE_DIR) + "/data";
-const std::string kPretrain = std::string(PT_BINARY_DIR) + "/pretrain";
+std::string pretrain_app() { return app_dir() + "/pretrain"; }
 
 #define SKIP_WITHOUT_DATA()                                                                                  \
   if (!fs::exists(kData + "/wikitext-2-tokens/wiki.train.tokens.part") || !fs::exists(kData + "/opt-tokenizer")) \
@@ -45,11 +45,11 @@ class PretrainApp : public TempDirTest {};
 
 TEST_F(PretrainApp, KilledRunsResumeToTheSameResult) {
   SKIP_WITHOUT_DATA();
-  ASSERT_TRUE(fs::exists(kPretrain)) << kPretrain;
+  ASSERT_TRUE(fs::exists(pretrain_app())) << pretrain_app();
   const std::string ini_a = path("a.ini"), ini_b = path("b.ini");
   std::ofstream(ini_a) << tiny_config(path("a"));
   std::ofstream(ini_b) << tiny_config(path("a"));  // the same run_config text; only the file path differs
-  ASSERT_EQ(run({kPretrain, "--config", ini_a, "--no-progress"}, path("a.log")), 0) << read_text_file(path("a.log"));
+  ASSERT_EQ(run({pretrain_app(), "--config", ini_a, "--no-progress"}, path("a.log")), 0) << read_text_file(path("a.log"));
   const std::string reference = read_text_file(path("a/loss.csv"));
   ASSERT_NE(reference.find("\n16,"), std::string::npos) << reference;
 
@@ -57,7 +57,7 @@ TEST_F(PretrainApp, KilledRunsResumeToTheSameResult) {
   fs::rename(path("a"), path("reference"));
   for (int delay_ms : {100, 600}) {
     SCOPED_TRACE("killed after " + std::to_string(delay_ms) + " ms of training");
-    const int pid = spawn_process({kPretrain, "--config", ini_b, "--no-progress"}, path("b.log"));
+    const int pid = spawn_process({pretrain_app(), "--config", ini_b, "--no-progress"}, path("b.log"));
     // Wait for the first checkpoint (training is under way), then a little more, then SIGKILL.
     for (int i = 0; i < 600 && !fs::exists(path("a/checkpoint.h5")) && !fs::exists(path("a/model.h5")); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -65,7 +65,7 @@ TEST_F(PretrainApp, KilledRunsResumeToTheSameResult) {
     kill(pid, SIGKILL);
     wait_exit(pid);
     // Whatever is on disk must load: a rerun resumes (or, if the kill came late, finds the run complete).
-    ASSERT_EQ(run({kPretrain, "--config", ini_b, "--no-progress"}, path("b.log")), 0) << read_text_file(path("b.log"));
+    ASSERT_EQ(run({pretrain_app(), "--config", ini_b, "--no-progress"}, path("b.log")), 0) << read_text_file(path("b.log"));
     EXPECT_EQ(read_text_file(path("a/loss.csv")), reference);
     fs::remove_all(path("a"));
   }
@@ -96,12 +96,12 @@ TEST_F(PretrainApp, BadConfigurationsFailWithOneLineAndTouchNothing) {
     SCOPED_TRACE(c.setting);
     const std::string log = path("bad.log");
     fs::remove(log);
-    EXPECT_EQ(run({kPretrain, "--config", ini, "--set", c.setting}, log), 1);
+    EXPECT_EQ(run({pretrain_app(), "--config", ini, "--set", c.setting}, log), 1);
     const std::string out = read_text_file(log);
     EXPECT_NE(out.find(c.needle), std::string::npos) << out;
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;  // one line
   }
-  EXPECT_EQ(run({kPretrain, "--config", path("missing.ini")}, path("missing.log")), 1);
+  EXPECT_EQ(run({pretrain_app(), "--config", path("missing.ini")}, path("missing.log")), 1);
   EXPECT_NE(read_text_file(path("missing.log")).find("missing.ini: cannot open"), std::string::npos);
   EXPECT_EQ(read_text_file(path("out/model.h5")), "precious");
   EXPECT_EQ(std::distance(fs::directory_iterator(path("out")), fs::directory_iterator()), 1);

@@ -16,6 +16,7 @@
 #include "corpus/sha256.h"
 #include "corpus/tokenizer.h"
 #include "corpus/wikitext.h"
+#include "tests/test_paths.h"
 
 namespace fs = std::filesystem;
 using pt::corpus::Error;

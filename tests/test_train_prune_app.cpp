@@ -28,7 +28,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 const std::string kSource = PT_SOURCE_DIR;
 const std::string kData = kSource + "/data";
-const std::string kApp = std::string(PT_BINARY_DIR) + "/train_prune";
+// Launched lazily: a pt_tests run without the apps beside it fails only these cases, with the path in the message.
+std::string app() { return app_dir() + "/train_prune"; }
 
 bool have_data() { return fs::exists(kData + "/wikitext-2-tokens/wiki.train.tokens.part") && fs::exists(kData + "/opt-tokenizer"); }
 
@@ -46,8 +47,8 @@ class TrainPruneSmoke : public ::testing::Test {
     fs::create_directories(dir_);
     const int lock = ::open((dir_.string() + ".lock").c_str(), O_RDWR | O_CREAT, 0644);
     ::lockf(lock, F_LOCK, 0);
-    const std::string stamp = std::to_string(fs::file_size(kApp)) + " " +
-                              std::to_string(fs::last_write_time(kApp).time_since_epoch().count());
+    const std::string stamp = std::to_string(fs::file_size(app())) + " " +
+                              std::to_string(fs::last_write_time(app()).time_since_epoch().count());
     if (read_text_file((dir_ / "binary.stamp").string()) != stamp) {
       fs::remove_all(dir_);
       fs::create_directories(dir_);
@@ -63,7 +64,7 @@ class TrainPruneSmoke : public ::testing::Test {
     ::close(lock);
   }
   static std::vector<std::string> base_args(const fs::path& out) {
-    return {kApp, "--config", kSource + "/configs/smoke.ini", "--no-progress",
+    return {app(), "--config", kSource + "/configs/smoke.ini", "--no-progress",
             "--set", "run.output=" + out.string(),
             "--set", "model.weights=" + (dir_ / "model/model.h5").string(),
             "--set", "model.pretrain_config=" + (dir_ / "pretrain.ini").string(),

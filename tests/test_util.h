@@ -10,6 +10,7 @@
 
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
+#include "tests/test_paths.h"
 
 namespace pt::test {
 
