@@ -66,8 +66,8 @@ std::vector<double> strict_lower(const Tensor& h) {
   return out;
 }
 
-// The per-batch d² mirror is gone: a fused batch leaves the lower triangle as the last read left it, and the
-// next read completes it.
+// The per-batch d² mirror is gone: a fused syrk batch leaves the lower triangle as the last read left it (the
+// bf16 GEMM on CUDA computes both triangles, not exactly symmetric), and the next read completes it.
 void expect_one_mirror_per_read(Device device, bool bf16) {
   const int64_t cols = 40;
   const std::vector<Batch> batches = calibration_batches(cols, 81, device);
@@ -79,7 +79,9 @@ void expect_one_mirror_per_read(Device device, bool bf16) {
   const std::vector<double> lower_before = strict_lower(h);
   acc.add_batch(batches[1].x, batches[1].sequences);
   reference.add_batch(batches[1].x.to(Device::cpu), batches[1].sequences);
-  EXPECT_EQ(strict_lower(h), lower_before);           // not mirrored by the batch
+  if (device == Device::cpu || !bf16) {
+    EXPECT_EQ(strict_lower(h), lower_before);  // not mirrored by the batch
+  }
   EXPECT_NE(strict_lower(h.t().contiguous()), lower_before);  // but the upper triangle moved on
   PT_EXPECT_CLOSE(acc.H().to(Device::cpu), reference.H(), test::kReductionF32);
   EXPECT_TRUE(test::tensors_equal(acc.H(), acc.H().t().contiguous()));
@@ -87,6 +89,7 @@ void expect_one_mirror_per_read(Device device, bool bf16) {
 
 TEST(Hessian, BatchesWriteTheUpperTriangleAndTheReadMirrorsItOnce) {
   expect_one_mirror_per_read(Device::cpu, false);
+  expect_one_mirror_per_read(Device::cpu, true);
 }
 
 TEST(Hessian, Bf16InputsRoundTheActivationsOnly) {

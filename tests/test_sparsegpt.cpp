@@ -547,10 +547,11 @@ TEST(CudaSparseGpt, FusedUnfusedAndCpuAgree) {
   PT_SKIP_IF_NO_CUDA();
   const AgreementCase c = agreement_case();  // no near ties (SparseGpt.TheGpuAgreementCaseHasNoNearTies)
   const int64_t rows = c.w0.size(0), cols = c.w0.size(1);
-  // The premise of that test: cuSOLVER's factor is as close to the CPU's as the f64-made one it stands for.
+  // The premise of that test: cuSOLVER's factor differs from the CPU's by rounding of the order of the f64-made
+  // one it stands for (10x leaves the 20x gaps at least twice the largest score change).
   const Tensor U = damped_inverse_factor(c.H, 0.01, 0).U;
   const double proxy = frobenius_rel_err(damped_inverse_factor(c.H.to(DType::f64), 0.01, 0).U.to(DType::f32), U);
-  EXPECT_LT(frobenius_rel_err(damped_inverse_factor(c.H.to(Device::cuda), 0.01, 0).U, U), 4 * proxy + 1e-7);
+  EXPECT_LT(frobenius_rel_err(damped_inverse_factor(c.H.to(Device::cuda), 0.01, 0).U, U), 10 * proxy + 1e-7);
   for (const SparsityPattern& p : c.patterns) {
     SparseGptOptions opt;
     opt.kernel = PruneKernel::reference;

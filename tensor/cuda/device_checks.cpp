@@ -20,7 +20,8 @@ CheckState& state() {
   CheckState& s = t_checks;
   if (s.device_word == nullptr) {
     PT_CUDA_CHECK(cudaMalloc(&s.device_word, sizeof(unsigned long long)));
-    PT_CUDA_CHECK(cudaMemset(s.device_word, 0xFF, sizeof(unsigned long long)));  // kNoFailure
+    // kNoFailure, ordered before the first check's kernel on the stream it runs on
+    PT_CUDA_CHECK(cudaMemsetAsync(s.device_word, 0xFF, sizeof(unsigned long long), current_stream()));
     PT_CUDA_CHECK(cudaMallocHost(&s.host_word, sizeof(unsigned long long)));
   }
   return s;
