@@ -37,7 +37,7 @@ Tensor random_hessian(int64_t cols, Device dev) {
   const Tensor x = Tensor::normal({2 * cols, cols}, 0.0, 1.0, gen, DType::f32, dev);
   HessianAccumulator acc(cols, dev);
   acc.add_batch(x, 2);
-  return acc.H;
+  return acc.H();
 }
 
 // Runs `fn` per iteration: CUDA events on the GPU, wall time on the CPU.

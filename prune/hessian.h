@@ -14,8 +14,8 @@ enum class HessianKernel { unfused, fused };
 HessianKernel parse_hessian_kernel(const std::string& name);  // "unfused" | "fused"
 const char* hessian_kernel_name(HessianKernel k);
 
-struct HessianAccumulator {
-  Tensor H;              // f32 [cols, cols], symmetric (both triangles written)
+class HessianAccumulator {
+ public:
   int64_t nsamples = 0;  // sequences seen so far
   // Round X to bf16 before the product (fp32 accumulation): on CUDA a bf16 tensor-core GEMM (half the input
   // bytes); on the CPU the same rounding followed by the f32 product, so both compute the same function.
@@ -24,9 +24,18 @@ struct HessianAccumulator {
   HessianAccumulator() = default;
   HessianAccumulator(int64_t cols, Device device);
   // x [..., cols]: every token of `sequences` sequences (>= 1); f32, or f16/bf16 (converted to f32). The
-  // device must be H's. Accumulates in f32 (TF32 follows pt::allow_tf32(), off by default).
+  // device must be H's. Accumulates in f32 (TF32 follows pt::allow_tf32(), off by default). Each batch
+  // updates the upper triangle of H only.
   void add_batch(const Tensor& x, int64_t sequences, HessianKernel kernel = HessianKernel::fused);
-  int64_t cols() const { return H.defined() ? H.size(0) : 0; }
+  // The running average, f32 [cols, cols], exactly symmetric: the first read after a batch mirrors the upper
+  // triangle onto the lower one (pt::symmetrize_, a tiled transpose on CUDA), so a calibration pass pays for one
+  // mirror per matrix, before its Cholesky, instead of one per batch. Undefined when default-constructed.
+  const Tensor& H() const;
+  int64_t cols() const { return H_.defined() ? H_.size(0) : 0; }
+
+ private:
+  Tensor H_;
+  mutable bool lower_stale_ = false;  // batches were added since the last mirror
 };
 
 namespace detail {

@@ -2,20 +2,22 @@
 //
 // Keys: each score becomes an order-preserving u32 (NaN -> +inf, -inf -> lowest finite, -0 -> +0, then the
 // usual sign flip); a forced position (prev_keep == 0) gets key 0, below every score.
-// Groups larger than kSmallGroup: a radix select, 8 bits per pass from the top, over chunks of kChunk elements
+// Groups larger than kSmallGroupMax: a radix select, 8 bits per pass from the top, over chunks of kChunk elements
 // (many blocks per group for a whole matrix, one per row for row groups):
 //   histogram (blocks over chunks; shared-memory bins, then atomics into the group's 256 global bins)
 //   -> choose (one block per group: scan the bins, keep the digit where the k-th key lies) ... 4 passes,
 // which leaves the exact k-th key T and how many keys equal to T are still to prune. Then
 //   count_equal (per chunk) -> mark (per chunk: keys < T pruned; keys == T pruned in index order while the
 //   group's running count of equal keys, earlier chunks first, stays below what is left).
-// Small groups (N:M): one thread per group picks its k lowest directly.
+// Small groups (at most 32 elements: N:M, small matrices): a warp per 32 / size groups, one element per lane,
+// each lane ranking its element against the group's keys read by shuffle (mask_small_groups.h).
 #include <cub/block/block_scan.cuh>
 
 #include <cfloat>
 #include <climits>
 
 #include "prune/mask.h"
+#include "prune/mask_small_groups.h"
 #include "tensor/ops/cuda_common.cuh"
 
 namespace pt::prune::detail {
@@ -23,7 +25,6 @@ namespace {
 
 constexpr int kThreads = 256;     // one thread per histogram bin in `choose`
 constexpr int64_t kChunk = 8192;  // elements per block in the radix passes
-constexpr int64_t kSmallGroup = 32;
 constexpr unsigned long long kNoGroup = ~0ull;
 
 using BlockScan = cub::BlockScan<uint32_t, kThreads>;
@@ -150,28 +151,28 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// One thread per group of at most kSmallGroup elements: k rounds of "lowest key not yet taken" (strictly lower
-// replaces, so equal keys go by lower index).
-__global__ void select_small_groups(const float* __restrict__ scores, const uint8_t* __restrict__ prev,
-                                    uint8_t* __restrict__ keep, int64_t groups, int size, int k,
-                                    unsigned long long* __restrict__ status) {
-  for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < groups; g += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t base = g * size;
-    uint32_t keys[kSmallGroup];
-    uint32_t forced = 0;
-    for (int j = 0; j < size; ++j) {
-      keys[j] = element_key(scores, prev, base + j);
-      forced += keys[j] == 0u;
-    }
-    if (forced > uint32_t(k)) report_overfull(status, g, forced);
-    uint32_t taken = 0;
-    for (int round = 0; round < k; ++round) {
-      int best = -1;
-      for (int j = 0; j < size; ++j)
-        if (!((taken >> j) & 1u) && (best < 0 || keys[j] < keys[best])) best = j;
-      taken |= 1u << best;
-    }
-    for (int j = 0; j < size; ++j) keep[base + j] = ((taken >> j) & 1u) ? 0 : 1;
+// Groups of at most kSmallGroupMax elements: a warp per 32 / size groups, one element per lane, keys in
+// registers (the steps are in mask_small_groups.h). Forced positions of a group are counted with one ballot.
+__global__ void __launch_bounds__(kThreads)
+    select_small_groups(const float* __restrict__ scores, const uint8_t* __restrict__ prev, uint8_t* __restrict__ keep,
+                        int64_t groups, int size, int k, unsigned long long* __restrict__ status) {
+  const SmallGroupLane lane = small_group_lane(int(threadIdx.x & 31u), size);
+  const int per_warp = kSmallGroupMax / size, first = lane.slot * size;
+  const int64_t warps = (groups + per_warp - 1) / per_warp;
+  const int64_t grid_warps = int64_t(gridDim.x) * (blockDim.x >> 5);
+  for (int64_t w = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); w < warps; w += grid_warps) {
+    // w is the same on every lane of the warp: the shuffles and the ballot below see the full warp.
+    const int64_t g = w * per_warp + lane.slot, i = g * size + lane.element;
+    const bool active = lane.used && g < groups;
+    const uint32_t key = active ? element_key(scores, prev, i) : 0xFFFFFFFFu;
+    const uint32_t rank =
+        rank_in_group(key, lane.element, size, [&](int q) { return __shfl_sync(0xFFFFFFFFu, key, first + q); });
+    const uint32_t forced_lanes = __ballot_sync(0xFFFFFFFFu, active && key == 0u);
+    if (!active) continue;
+    keep[i] = rank < uint32_t(k) ? 0 : 1;
+    const uint32_t group_lanes = (size == 32 ? 0xFFFFFFFFu : (1u << size) - 1u) << first;
+    const uint32_t forced = uint32_t(__popc(forced_lanes & group_lanes));
+    if (lane.element == 0 && forced > uint32_t(k)) report_overfull(status, g, forced);
   }
 }
 
@@ -188,9 +189,10 @@ OverfullGroup cuda_select_lowest_k(const float* scores, const uint8_t* prev_keep
   auto* status = static_cast<unsigned long long*>(status_buf.data_ptr());
   PT_CUDA_CHECK(cudaMemsetAsync(status, 0xFF, sizeof(unsigned long long), stream));
 
-  if (group_size <= kSmallGroup) {
-    select_small_groups<<<pt::cuda::grid_for(groups), kThreads, 0, stream>>>(scores, prev_keep, keep, groups,
-                                                                            int(group_size), int(k), status);
+  if (group_size <= kSmallGroupMax) {
+    const int64_t warps = pt::cuda::ceil_div(groups, kSmallGroupMax / group_size);
+    select_small_groups<<<pt::cuda::grid_for(warps * 32, kThreads), kThreads, 0, stream>>>(
+        scores, prev_keep, keep, groups, int(group_size), int(k), status);
     PT_CUDA_CHECK_LAUNCH();
   } else {
     const int64_t chunks_per_group = (group_size + kChunk - 1) / kChunk;
@@ -224,7 +226,7 @@ OverfullGroup cuda_select_lowest_k(const float* scores, const uint8_t* prev_keep
   if (prev_keep != nullptr) {  // only forced positions can over-fill a group: read the status word back
     unsigned long long word = 0;
     PT_CUDA_CHECK(cudaMemcpyAsync(&word, status, sizeof word, cudaMemcpyDeviceToHost, stream));
-    PT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    pt::cuda::synchronize();
     if (word != kNoGroup) {
       result.group = int64_t(word >> 32);
       result.forced = int64_t(word & 0xFFFFFFFFull);

@@ -22,8 +22,9 @@ MaskGroup parse_mask_group(const std::string& name);  // "matrix" | "row"
 // Returns a u8 keep mask [rows, cols] on the scores' device.
 //   unstructured: exactly pruned_count(group numel, sparsity) pruned per group.
 //   N:M: exactly n pruned in every group of m consecutive columns of a row (cols % m == 0), whatever `group`.
-// On CUDA the selection runs on the GPU (a radix select per group; N:M one thread per group); the only host
-// traffic is a status word read back when prev_keep is given, to report an over-full group.
+// On CUDA the selection runs on the GPU (a radix select per group; groups of at most 32, like N:M, one element
+// per lane of a warp); the only host traffic is a status word read back when prev_keep is given, to report an
+// over-full group.
 Tensor select_mask(const Tensor& scores, const SparsityPattern& pattern, MaskGroup group,
                    const Tensor& prev_keep = {}, PruneKernel kernel = PruneKernel::fused);
 

@@ -198,7 +198,7 @@ MatrixPruneReport prune_linear(nn::Linear& linear, const InputStatistics* stats,
   r.rows = stored.size(0);
   r.cols = stored.size(1);
   const Tensor prev_keep = linear.weight_mask;  // undefined before the first pruning
-  const Tensor H = stats && stats->hessian.H.defined() ? stats->hessian.H : Tensor();
+  const Tensor H = stats && stats->hessian.H().defined() ? stats->hessian.H() : Tensor();
   // The pruning code works in f32; a half-precision model is pruned on an f32 copy written back afterwards.
   Tensor w = stored.dtype() == DType::f32 ? stored : stored.to(DType::f32);
   const Tensor w_old = H.defined() ? w.clone() : Tensor();
@@ -327,7 +327,7 @@ PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& ids, const Seq
       const std::string full_name = "model.decoder.layers." + std::to_string(i) + "." + named[j].first;
       const InputStatistics* stats = observers ? observers->statistics(j) : nullptr;
       PT_CHECK(!sequential || stats, "prune_model: ", full_name, " saw no input during the calibration forward");
-      if (o.hessian_observer && stats && stats->hessian.H.defined()) o.hessian_observer(full_name, stats->hessian.H);
+      if (o.hessian_observer && stats && stats->hessian.H().defined()) o.hessian_observer(full_name, stats->hessian.H());
       MatrixPruneReport r = prune_linear(*named[j].second, stats, o);
       r.name = full_name;
       r.layer = i;

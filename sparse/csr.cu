@@ -5,8 +5,15 @@
 //   C = Yᵀ [out × tokens] column-major with ld = out — exactly the row-major Y [tokens, out] in place.
 // The bias is written into every row of Y first (a small kernel) and SpMM then runs with beta = 1.
 // Values and X / Y share one dtype (f32, f16 or bf16); products accumulate in f32 (compute type CUDA_R_32F).
+//
+// The descriptors, the workspace size query, the workspace and cusparseSpMM_preprocess (which analyses W once
+// for the SpMM calls after it) are per weight and token count, not per call: they live in the weight's
+// CsrSpmmPlans. A forward only points the dense descriptors at this call's X and Y and runs SpMM.
 #include <cusparse.h>
 
+#include <mutex>
+
+#include "sparse/plan_cache.h"
 #include "sparse/sparse_cuda.h"
 #include "tensor/ops/cuda_common.cuh"
 
@@ -33,35 +40,6 @@ cusparseHandle_t cusparse_handle() {
   return handle;
 }
 
-// RAII owners of the generic-API descriptors (destroyed also when a later call throws).
-struct SpMatGuard {
-  cusparseConstSpMatDescr_t d = nullptr;
-  SpMatGuard() = default;
-  SpMatGuard(const SpMatGuard&) = delete;
-  SpMatGuard& operator=(const SpMatGuard&) = delete;
-  ~SpMatGuard() {
-    if (d) cusparseDestroySpMat(d);
-  }
-};
-struct ConstDnMatGuard {
-  cusparseConstDnMatDescr_t d = nullptr;
-  ConstDnMatGuard() = default;
-  ConstDnMatGuard(const ConstDnMatGuard&) = delete;
-  ConstDnMatGuard& operator=(const ConstDnMatGuard&) = delete;
-  ~ConstDnMatGuard() {
-    if (d) cusparseDestroyDnMat(d);
-  }
-};
-struct DnMatGuard {
-  cusparseDnMatDescr_t d = nullptr;
-  DnMatGuard() = default;
-  DnMatGuard(const DnMatGuard&) = delete;
-  DnMatGuard& operator=(const DnMatGuard&) = delete;
-  ~DnMatGuard() {
-    if (d) cusparseDestroyDnMat(d);
-  }
-};
-
 cudaDataType cusparse_value_type(DType t) {
   switch (t) {
     case DType::f32: return CUDA_R_32F;
@@ -71,6 +49,43 @@ cudaDataType cusparse_value_type(DType t) {
       PT_FAIL("csr_linear: dtype ", dtype_name(t), " not supported on cuda (allowed: f32, f16, bf16)");
   }
 }
+
+}  // namespace
+
+// One token count: Xᵀ and Yᵀ descriptors (re-pointed at each call's X and Y) and the preprocessed workspace.
+struct CsrSpmmPlan {
+  cusparseDnMatDescr_t x = nullptr, y = nullptr;
+  Tensor workspace;
+  CsrSpmmPlan() = default;
+  CsrSpmmPlan(const CsrSpmmPlan&) = delete;
+  CsrSpmmPlan& operator=(const CsrSpmmPlan&) = delete;
+  ~CsrSpmmPlan() {
+    if (x) cusparseDestroyDnMat(x);
+    if (y) cusparseDestroyDnMat(y);
+  }
+};
+
+struct PlanKey {
+  int64_t tokens;
+  bool bias;  // beta = 1 (bias pre-filled) or 0: the preprocessing is for one beta
+  bool operator==(const PlanKey&) const = default;
+};
+
+constexpr size_t kMaxPlans = 8;  // token counts kept per weight
+
+struct CsrSpmmPlans {
+  std::mutex mutex;  // host-side bookkeeping; the device work is stream-ordered
+  cusparseConstSpMatDescr_t w = nullptr;
+  PlanCache<PlanKey, std::unique_ptr<CsrSpmmPlan>> plans{kMaxPlans};
+  CsrSpmmPlans() = default;
+  CsrSpmmPlans(const CsrSpmmPlans&) = delete;
+  CsrSpmmPlans& operator=(const CsrSpmmPlans&) = delete;
+  ~CsrSpmmPlans() {
+    if (w) cusparseDestroySpMat(w);
+  }
+};
+
+namespace {
 
 // y[t, o] = bias[o] for every token row of y [tokens, out].
 template <class T>
@@ -111,29 +126,42 @@ void csr_linear(const Tensor& out, const Tensor& x2, const CsrWeight& w, const T
   }
 
   cusparseHandle_t handle = cusparse_handle();
-  SpMatGuard a;
-  ConstDnMatGuard b;
-  DnMatGuard c;
-  PT_CUSPARSE_CHECK(cusparseCreateConstCsr(&a.d, n_out, in, nnz, w.row_offsets.data_ptr(), w.col_indices.data_ptr(),
-                                           w.values.data_ptr(), CUSPARSE_INDEX_32I, CUSPARSE_INDEX_32I,
-                                           CUSPARSE_INDEX_BASE_ZERO, vt));
-  // Xᵀ [in × tokens], column-major, ld = in: the row-major x2 as it lies.
-  PT_CUSPARSE_CHECK(cusparseCreateConstDnMat(&b.d, in, tokens, in, x2.data_ptr(), vt, CUSPARSE_ORDER_COL));
-  // Yᵀ [out × tokens], column-major, ld = out: the row-major out as it lies.
-  PT_CUSPARSE_CHECK(cusparseCreateDnMat(&c.d, n_out, tokens, n_out, out.data_ptr(), vt, CUSPARSE_ORDER_COL));
-
+  if (!w.spmm_plans) w.spmm_plans = std::make_shared<CsrSpmmPlans>();
+  CsrSpmmPlans& state = *w.spmm_plans;
+  const std::lock_guard<std::mutex> lock(state.mutex);
+  if (state.w == nullptr)
+    PT_CUSPARSE_CHECK(cusparseCreateConstCsr(&state.w, n_out, in, nnz, w.row_offsets.data_ptr(),
+                                             w.col_indices.data_ptr(), w.values.data_ptr(), CUSPARSE_INDEX_32I,
+                                             CUSPARSE_INDEX_32I, CUSPARSE_INDEX_BASE_ZERO, vt));
   const float alpha = 1.0f, beta = bias.defined() ? 1.0f : 0.0f;
-  size_t buffer_bytes = 0;
-  PT_CUSPARSE_CHECK(cusparseSpMM_bufferSize(handle, CUSPARSE_OPERATION_NON_TRANSPOSE, CUSPARSE_OPERATION_NON_TRANSPOSE,
-                                            &alpha, a.d, b.d, &beta, c.d, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT,
-                                            &buffer_bytes));
-  // Workspace from the caching allocator; freeing it when this returns is safe (stream-ordered reuse).
-  Tensor workspace;
-  if (buffer_bytes > 0) workspace = Tensor::empty({int64_t(buffer_bytes)}, DType::u8, Device::cuda);
+  // Xᵀ [in × tokens], column-major, ld = in: the row-major x2 as it lies. Yᵀ [out × tokens], ld = out: likewise.
+  void* x_ptr = const_cast<void*>(x2.data_ptr());
+  CsrSpmmPlan& plan = *state.plans.get(PlanKey{tokens, bias.defined()}, [&] {
+    auto p = std::make_unique<CsrSpmmPlan>();
+    PT_CUSPARSE_CHECK(cusparseCreateDnMat(&p->x, in, tokens, in, x_ptr, vt, CUSPARSE_ORDER_COL));
+    PT_CUSPARSE_CHECK(cusparseCreateDnMat(&p->y, n_out, tokens, n_out, out.data_ptr(), vt, CUSPARSE_ORDER_COL));
+    size_t bytes = 0;
+    PT_CUSPARSE_CHECK(cusparseSpMM_bufferSize(handle, CUSPARSE_OPERATION_NON_TRANSPOSE,
+                                              CUSPARSE_OPERATION_NON_TRANSPOSE, &alpha, state.w, p->x, &beta, p->y,
+                                              CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, &bytes));
+    p->workspace = Tensor::empty({int64_t(bytes > 0 ? bytes : 1)}, DType::u8, Device::cuda);
+    PT_CUSPARSE_CHECK(cusparseSpMM_preprocess(handle, CUSPARSE_OPERATION_NON_TRANSPOSE,
+                                              CUSPARSE_OPERATION_NON_TRANSPOSE, &alpha, state.w, p->x, &beta, p->y,
+                                              CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, p->workspace.data_ptr()));
+    return p;
+  });
+  PT_CUSPARSE_CHECK(cusparseDnMatSetValues(plan.x, x_ptr));
+  PT_CUSPARSE_CHECK(cusparseDnMatSetValues(plan.y, out.data_ptr()));
   PT_CUSPARSE_CHECK(cusparseSpMM(handle, CUSPARSE_OPERATION_NON_TRANSPOSE, CUSPARSE_OPERATION_NON_TRANSPOSE, &alpha,
-                                 a.d, b.d, &beta, c.d, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT,
-                                 workspace.defined() ? workspace.data_ptr() : nullptr));
+                                 state.w, plan.x, &beta, plan.y, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT,
+                                 plan.workspace.data_ptr()));
   PT_CUDA_CHECK_LAUNCH();  // surfaces an asynchronous fault here when PT_SYNC_CHECK=1
+}
+
+int64_t csr_spmm_plans_built(const CsrWeight& w) {
+  if (!w.spmm_plans) return 0;
+  const std::lock_guard<std::mutex> lock(w.spmm_plans->mutex);
+  return w.spmm_plans->plans.builds();
 }
 
 }  // namespace pt::sparse::cuda_kernels

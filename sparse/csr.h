@@ -4,11 +4,18 @@
 //
 // forward: y[t, o] = b[o] + Σ_k values[k] · x[t, col_indices[k]]. CPU: one pass over the kept weights per
 // output row (rows in parallel). CUDA: cuSPARSE SpMM, Yᵀ = W·Xᵀ with X and Y read/written in place as
-// column-major matrices (X row-major [tokens, in] is Xᵀ column-major), bias pre-filled into Y (beta = 1).
+// column-major matrices (X row-major [tokens, in] is Xᵀ column-major), bias pre-filled into Y (beta = 1);
+// descriptors, workspace and SpMM preprocessing are made once per weight and token count.
 #pragma once
+#include <memory>
+
 #include "sparse/packed_linear.h"
 
 namespace pt::sparse {
+
+namespace cuda_kernels {
+struct CsrSpmmPlans;  // sparse/csr.cu
+}
 
 class CsrWeight final : public PackedLinearWeight {
  public:
@@ -24,6 +31,11 @@ class CsrWeight final : public PackedLinearWeight {
   Tensor row_offsets;  // i32 [out + 1]
   Tensor col_indices;  // i32 [nnz]
   Tensor values;       // [nnz], dtype
+
+  // The CUDA forward's cuSPARSE state: the weight's descriptor once, and per token count the dense descriptors
+  // and a workspace that cusparseSpMM_preprocess has prepared (sparse/csr.cu). Built on first use, kept with the
+  // weight; empty on the CPU. Forwards of one weight must be stream-ordered (one stream, as everywhere here).
+  mutable std::shared_ptr<cuda_kernels::CsrSpmmPlans> spmm_plans;
 };
 
 }  // namespace pt::sparse

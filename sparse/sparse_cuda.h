@@ -10,6 +10,7 @@
 namespace pt::sparse::cuda_kernels {
 
 void csr_linear(const Tensor& out, const Tensor& x2, const CsrWeight& w, const Tensor& bias);        // cuSPARSE
+int64_t csr_spmm_plans_built(const CsrWeight& w);  // cuSPARSE plans made for w so far (one per token count)
 void bitmap_linear(const Tensor& out, const Tensor& x2, const BitmapWeight& w, const Tensor& bias);  // own kernels
 void two_four_linear(const Tensor& out, const Tensor& x2, const TwoFourWeight& w, const Tensor& bias);  // mma.sp
 

@@ -116,7 +116,9 @@ void gemm_(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, bool
            double beta);
 // x [..., in]·weightᵀ [out, in] + bias [out] (bias may be undefined) -> [..., out].
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
-// H = alpha·XᵀX + beta·H in place, X [n, d], H [d, d] (f32/f64); both triangles are written.
+// H = alpha·XᵀX + beta·H in place, X [n, d], H [d, d] (f32/f64), like BLAS syrk: the result is in the upper
+// triangle (diagonal included); the strict lower triangle is unspecified afterwards. An accumulation of many
+// updates calls symmetrize_(H) once at the end instead of mirroring d² elements every time.
 void syrk_(const Tensor& h, const Tensor& x, double alpha, double beta);
 void set_allow_tf32(bool allow);  // CUDA fp32 products on tensor cores (off by default)
 bool allow_tf32();
@@ -134,6 +136,9 @@ Tensor cholesky(const Tensor& a, bool upper = false);  // A = L·Lᵀ (or Uᵀ·
 Tensor cholesky_inverse(const Tensor& factor, bool upper = false);  // A⁻¹ (full, symmetric) from its factor
 // Solve op(A)·X = B (left) or X·op(A) = B (right) for triangular A; op(A) = Aᵀ when transpose.
 Tensor triangular_solve(const Tensor& a, const Tensor& b, bool upper, bool left = true, bool transpose = false);
+// Copies the upper triangle of a (f32/f64, square, unit column stride) onto the lower one in place, or the
+// lower onto the upper when !from_upper, so a is exactly symmetric (on CUDA a tiled, coalesced transpose).
+void symmetrize_(const Tensor& a, bool from_upper = true);
 
 // ---- shape utilities (ops/copy.*) ----------------------------------------------------------------
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim);

@@ -189,9 +189,10 @@ Tensor Tensor::to(Device d) const {
 #if PT_CUDA
   if (nbytes() > 0) {
     auto kind = d == Device::cuda ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
-    // Stream-ordered, then waited for: host memory is pageable and the caller may read it at once.
+    // Stream-ordered, then waited for: host memory is pageable and the caller may read it at once. The wait
+    // also reports the device-side checks of the ops before it (tensor/cuda/device_checks.h).
     PT_CUDA_CHECK(cudaMemcpyAsync(out.data_ptr(), src.data_ptr(), nbytes(), kind, cuda::current_stream()));
-    PT_CUDA_CHECK(cudaStreamSynchronize(cuda::current_stream()));
+    cuda::synchronize();
   }
 #endif
   return out;

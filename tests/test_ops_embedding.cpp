@@ -5,6 +5,9 @@
 #include <vector>
 
 #include "tests/test_util.h"
+#if PT_CUDA
+#include "tensor/cuda/cuda_check.h"
+#endif
 
 namespace pt {
 namespace {
@@ -132,16 +135,49 @@ TEST(CudaEmbedding, MatchesCpu) {
       }
 }
 
+// Ids are checked on the device and reported at the next synchronisation (here the read of the result), with
+// the CPU's message; a bad id is never used: its output row is 0 and its gradient is dropped.
 TEST(CudaEmbedding, OutOfRangeIdThrowsAndDeviceStaysUsable) {
   PT_SKIP_IF_NO_CUDA();
   Tensor w = random_tensor({10, 4}, 1200, -1, 1, DType::f32, Device::cuda);
-  Tensor bad = Tensor::from_vector<int64_t>({1, 2, 12, 3, -4}, {5}, Device::cuda);
-  expect_error([&] { embedding(w, bad); }, "embedding: id 12 at flat position 2");
-  expect_error([&] { embedding_backward(random_tensor({5, 4}, 1201, -1, 1, DType::f32, Device::cuda), bad, 10); },
-               "embedding_backward: id 12");
+  for (DType it : {DType::i64, DType::i32}) {
+    Tensor bad = Tensor::from_vector<int64_t>({1, 2, 12, 3, -4}, {5}, Device::cuda).to(it);
+    expect_error([&] { embedding(w, bad).to(Device::cpu); },
+                 "embedding: id 12 at flat position 2 of ids " + bad.describe() + " is out of range [0, 10) for weight");
+    const Tensor g = random_tensor({5, 4}, 1201, -1, 1, DType::f32, Device::cuda);
+    expect_error([&] { embedding_backward(g, bad, 10).to(Device::cpu); }, "embedding_backward: id 12 at flat position 2");
+  }
   Tensor ok = Tensor::from_vector<int64_t>({9, 0}, {2}, Device::cuda);
   EXPECT_TRUE(test::tensors_equal(embedding(w, ok), naive_embedding(w, ok)));
 }
+
+#if PT_CUDA
+TEST(CudaEmbedding, ABadIdIsNeverReadOrWritten) {
+  PT_SKIP_IF_NO_CUDA();
+  if (cuda::sync_check_enabled()) GTEST_SKIP() << "PT_SYNC_CHECK=1 reports the bad id at the launch";
+  test::PoisonScope poison;
+  const Tensor w = random_tensor({10, 4}, 1202), g = random_tensor({5, 4}, 1203);
+  const Tensor ids = Tensor::from_vector<int64_t>({3, 1000000, 3, -1, 9}, {5});
+  // Everything on the device first: a copy to the device synchronises too, which would report the bad id early.
+  const Tensor w_d = w.to(Device::cuda), g_d = g.to(Device::cuda), ids_d = ids.to(Device::cuda);
+  const Tensor y = embedding(w_d, ids_d);
+  const Tensor dw = embedding_backward(g_d, ids_d, 10);
+  std::vector<double> y_host, dw_host;
+  expect_error([&] { y_host = y.to(Device::cpu).to_vector<double>(); }, "embedding: id 1000000 at flat position 1");
+  y_host = y.to(Device::cpu).to_vector<double>();  // reported once; the results are well defined
+  dw_host = dw.to(Device::cpu).to_vector<double>();
+  const std::vector<double> wv = w.to_vector<double>(), gv = g.to_vector<double>();
+  for (int64_t j = 0; j < 4; ++j) {
+    EXPECT_EQ(y_host[size_t(0 * 4 + j)], wv[size_t(3 * 4 + j)]);
+    EXPECT_EQ(y_host[size_t(1 * 4 + j)], 0.0);  // bad ids give zero rows
+    EXPECT_EQ(y_host[size_t(3 * 4 + j)], 0.0);
+    EXPECT_EQ(y_host[size_t(4 * 4 + j)], wv[size_t(9 * 4 + j)]);
+    EXPECT_FLOAT_EQ(float(dw_host[size_t(3 * 4 + j)]), float(gv[size_t(0 * 4 + j)] + gv[size_t(2 * 4 + j)]));
+    EXPECT_EQ(dw_host[size_t(9 * 4 + j)], float(gv[size_t(4 * 4 + j)]));
+    for (int64_t r : {0, 1, 2, 4, 5, 6, 7, 8}) EXPECT_EQ(dw_host[size_t(r * 4 + j)], 0.0) << r;
+  }
+}
+#endif
 
 TEST(CudaEmbedding, NonContiguousViewsOnDevice) {
   PT_SKIP_IF_NO_CUDA();

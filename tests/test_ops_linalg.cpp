@@ -1,10 +1,11 @@
-// cholesky / cholesky_inverse / triangular_solve against hand-written references in double (a
+// cholesky / cholesky_inverse / triangular_solve / symmetrize_ against hand-written references in double (a
 // Cholesky–Banachiewicz loop, products checked against the input or the identity), on the CPU and
-// (Cuda* suites) CUDA against the CPU.
+// (Cuda* suites) CUDA against the CPU; the tiled transpose of the CUDA mirror stepped through on the CPU.
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "tensor/cuda/mirror_tiles.h"
 #include "tests/test_util.h"
 
 namespace pt {
@@ -153,6 +154,67 @@ TEST(OpsTriangularSolve, AllSidesTrianglesAndTransposes) {
   EXPECT_THROW(triangular_solve(a, random_tensor({4, 2}, 336, -1, 1, DType::f64), false), Error);
 }
 
+TEST(OpsCholeskyInverse, ASingularFactorIsAnError) {
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor f = cholesky(make_spd(5, 325, dt));
+    f.select(0, 2).select(0, 2).fill_(0.0);
+    test::expect_error([&] { cholesky_inverse(f); }, "has a zero on its diagonal (entry 3)");
+  }
+}
+
+// a[r][c] = a[c][r] on the written side of a row-major n x n matrix with row stride ld, in double.
+Mat naive_mirror(Mat a, int64_t n, int64_t ld, bool from_upper) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < n; ++c)
+      if (from_upper ? r > c : r < c) a[size_t(r * ld + c)] = a[size_t(c * ld + r)];
+  return a;
+}
+
+TEST(OpsSymmetrize, CopiesOneTriangleOntoTheOther) {
+  for (DType dt : {DType::f32, DType::f64})
+    for (bool from_upper : {true, false}) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " from_upper=" << from_upper);
+      Tensor wide = random_tensor({13, 17}, 340, -1, 1, dt);  // a 13 x 13 view with row stride 17
+      const Mat expected = naive_mirror(wide.to_vector<double>(), 13, 17, from_upper);
+      symmetrize_(wide.narrow(1, 0, 13), from_upper);
+      EXPECT_TRUE(test::tensors_equal(wide, as_tensor(expected, 13, 17).to(dt)));
+    }
+  symmetrize_(Tensor::zeros({0, 0}));  // nothing to do
+  test::expect_error([] { symmetrize_(random_tensor({3, 4}, 341)); }, "square");
+  test::expect_error([] { symmetrize_(random_tensor({4, 4}, 342).t()); }, "unit column stride");
+}
+
+// The CUDA mirror kernel is mirror_load, a barrier, mirror_store per block (tensor/ops/linalg.cu); here the
+// same steps run over every block and thread of its grid: every element of the written triangle is the
+// transpose of its partner, and nothing else (the other triangle, the diagonal, the padding past column n)
+// changes.
+TEST(MirrorTiles, TheKernelStepsMirrorLikeTheNaiveLoop) {
+  using namespace pt::cuda;
+  for (int64_t n : {1, 5, 31, 32, 33, 64, 70, 97})
+    for (int64_t pad : {0, 3})
+      for (bool to_lower : {true, false}) {
+        SCOPED_TRACE(::testing::Message() << "n=" << n << " ld=" << n + pad << " to_lower=" << to_lower);
+        const int64_t ld = n + pad;
+        const Mat start = random_tensor({n, ld}, 350 + uint64_t(n), -1, 1, DType::f64).to_vector<double>();
+        Mat a = start;
+        const unsigned tiles = mirror_tiles(n);
+        for (unsigned by = 0; by < tiles; ++by)
+          for (unsigned bx = 0; bx < tiles; ++bx) {
+            const MirrorTile t = mirror_tile(bx, by, to_lower);
+            if (!t.active) continue;
+            double tile[kMirrorTile][kMirrorTile + 1] = {};
+            for (int ty = 0; ty < kMirrorRows; ++ty)
+              for (int tx = 0; tx < kMirrorTile; ++tx) mirror_load(a.data(), n, ld, t, tx, ty, tile);
+            for (int ty = 0; ty < kMirrorRows; ++ty)
+              for (int tx = 0; tx < kMirrorTile; ++tx) mirror_store(a.data(), n, ld, t, tx, ty, to_lower, tile);
+          }
+        EXPECT_EQ(a, naive_mirror(start, n, ld, /*from_upper=*/to_lower));
+      }
+  EXPECT_EQ(pt::cuda::mirror_tiles(0), 1u);  // an empty matrix still launches a valid (idle) grid
+  EXPECT_EQ(pt::cuda::mirror_tiles(32), 1u);
+  EXPECT_EQ(pt::cuda::mirror_tiles(33), 2u);
+}
+
 // ---- CUDA parity -------------------------------------------------------------------------------------
 
 TEST(CudaCholesky, MatchesCpu) {
@@ -160,7 +222,7 @@ TEST(CudaCholesky, MatchesCpu) {
   test::PoisonScope poison;
   for (DType dt : {DType::f32, DType::f64})
     for (bool upper : {false, true})
-      for (int64_t n : {1, 7, 130}) {
+      for (int64_t n : {1, 7, 33, 130}) {  // the 64-bit cuSOLVER API (the only path); 33: a partial mirror tile
         SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " upper=" << upper << " n=" << n);
         Tensor a = make_spd(n, 400 + uint64_t(n), dt);
         Tensor f = cholesky(a.to(Device::cuda), upper);
@@ -190,6 +252,30 @@ TEST(CudaCholesky, NotPositiveDefinite) {
   EXPECT_THROW(cholesky(a.to(DType::f32)), NotPositiveDefinite);
   EXPECT_THROW(cholesky(a.to(DType::f16)), Error);
   EXPECT_THROW(triangular_solve(a, random_tensor({4, 2}, 401, -1, 1, DType::f64), false), Error);  // mixed devices
+}
+
+TEST(CudaCholesky, ASingularFactorIsAnError) {
+  PT_SKIP_IF_NO_CUDA();
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor f = cholesky(make_spd(5, 325, dt)).to(Device::cuda);
+    f.select(0, 2).select(0, 2).fill_(0.0);
+    test::expect_error([&] { cholesky_inverse(f); }, "has a zero on its diagonal (entry 3)");
+    test::expect_error([&] { cholesky_inverse(f.t().contiguous(), true); }, "has a zero on its diagonal (entry 3)");
+  }
+}
+
+TEST(CudaSymmetrize, MatchesCpu) {
+  PT_SKIP_IF_NO_CUDA();
+  for (DType dt : {DType::f32, DType::f64})
+    for (int64_t n : {1, 31, 32, 33, 100, 257})
+      for (bool from_upper : {true, false}) {
+        SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " n=" << n << " from_upper=" << from_upper);
+        Tensor cpu = random_tensor({n, n + 5}, 360 + uint64_t(n), -1, 1, dt);  // views with row stride n + 5
+        Tensor gpu = cpu.to(Device::cuda);
+        symmetrize_(cpu.narrow(1, 0, n), from_upper);
+        symmetrize_(gpu.narrow(1, 0, n), from_upper);
+        EXPECT_TRUE(test::tensors_equal(gpu.to(Device::cpu), cpu));
+      }
 }
 
 TEST(CudaTriangularSolve, MatchesCpu) {

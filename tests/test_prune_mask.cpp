@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "prune/mask.h"
+#include "prune/mask_small_groups.h"
 #include "tests/test_util.h"
 
 namespace pt::prune {
@@ -184,6 +185,52 @@ TEST(PruneMask, BadArgumentsAreErrors) {
   EXPECT_EQ(parse_mask_group("row"), MaskGroup::row);
 }
 
+// The CUDA small-group kernel's lane steps (mask_small_groups.h) run here over whole warps: every element of
+// every group is handled by exactly one lane, and pruning the elements of rank < k is the documented order.
+TEST(PruneMask, SmallGroupLaneStepsSelectLikeTheNaiveSort) {
+  using detail::kSmallGroupMax;
+  for (int size = 1; size <= kSmallGroupMax; ++size) {
+    const int64_t groups = 7, rows = 1, cols = groups * size;
+    const Tensor scores = tied_scores(rows, cols, 30 + uint64_t(size), 4.0);
+    const Tensor prev = random_keep(rows, cols, 60 + uint64_t(size), 0.2);
+    const std::vector<float> s = scores.to_vector<float>();
+    const std::vector<uint8_t> p = prev.to_vector<uint8_t>();
+    // The kernel's key order (prune/mask.h): forced 0, then the scores (all finite here) in ascending order.
+    std::vector<uint32_t> keys(s.size());
+    std::vector<float> sorted = s;
+    std::sort(sorted.begin(), sorted.end());
+    for (size_t i = 0; i < s.size(); ++i)
+      keys[i] = p[i] == 0 ? 0u : 1u + uint32_t(std::lower_bound(sorted.begin(), sorted.end(), s[i]) - sorted.begin());
+    for (int64_t k : {int64_t(0), int64_t(1), int64_t(size / 2), int64_t(size)}) {
+      SCOPED_TRACE(::testing::Message() << "size " << size << " k " << k);
+      std::vector<int> handled(s.size(), 0);
+      std::vector<uint8_t> keep(s.size(), 2);
+      const int64_t per_warp = kSmallGroupMax / size, warps = (groups + per_warp - 1) / per_warp;
+      for (int64_t w = 0; w < warps; ++w)
+        for (int l = 0; l < 32; ++l) {
+          const detail::SmallGroupLane lane = detail::small_group_lane(l, size);
+          const int64_t g = w * per_warp + lane.slot;
+          if (!lane.used || g >= groups) continue;
+          const size_t i = size_t(g * size + lane.element);
+          ++handled[i];
+          const uint32_t rank = detail::rank_in_group(keys[i], lane.element, size,
+                                                      [&](int q) { return keys[size_t(g * size + q)]; });
+          keep[i] = rank < uint32_t(k) ? 0 : 1;
+        }
+      EXPECT_EQ(handled, std::vector<int>(s.size(), 1));
+      // Forced positions over k are an error the kernel reports; compare only the groups that fit.
+      const std::vector<uint8_t> expected = naive_select(scores, prev, size, k);
+      for (int64_t g = 0; g < groups; ++g) {
+        int64_t forced = 0;
+        for (int64_t j = 0; j < size; ++j) forced += p[size_t(g * size + j)] == 0;
+        if (forced > k) continue;
+        for (int64_t j = 0; j < size; ++j)
+          EXPECT_EQ(keep[size_t(g * size + j)], expected[size_t(g * size + j)]) << "group " << g << " element " << j;
+      }
+    }
+  }
+}
+
 // ---- CUDA against the CPU --------------------------------------------------------------------------------
 
 TEST(CudaPruneMask, FusedAndUnfusedMatchTheCpuOnManyShapes) {
@@ -233,6 +280,36 @@ TEST(CudaPruneMask, NmAndErrorsMatchTheCpu) {
   }
   expect_error([&] { select_mask(scores.to(Device::cuda), SparsityPattern::nm(2, 4), MaskGroup::row, {}, PruneKernel::reference); },
                "runs on the CPU only");
+}
+
+TEST(CudaPruneMask, SmallGroupsOfEverySizeMatchTheCpu) {
+  PT_SKIP_IF_NO_CUDA();
+  for (int64_t size = 1; size <= 32; ++size) {
+    const int64_t rows = 9, cols = 11 * size;  // 99 groups: partial warps and a partial last block of warps
+    const Tensor scores = tied_scores(rows, cols, 90 + uint64_t(size), 4.0);
+    const Tensor prev = random_keep(rows, cols, 130 + uint64_t(size), 0.1);
+    for (int64_t k : {int64_t(0), int64_t(1), (size + 1) / 2, size})
+      for (bool with_prev : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << "size " << size << " k " << k << " prev " << with_prev);
+        const Tensor pv = with_prev ? prev : Tensor();
+        std::string cpu_error, gpu_error;
+        Tensor expected, keep;
+        try {
+          expected = select_lowest_k(scores, k, MaskGroup::row, pv, PruneKernel::reference, size);
+        } catch (const Error& e) {
+          cpu_error = e.what();
+        }
+        try {
+          keep = select_lowest_k(scores.to(Device::cuda), k, MaskGroup::row,
+                                 pv.defined() ? pv.to(Device::cuda) : Tensor(), PruneKernel::fused, size);
+        } catch (const Error& e) {
+          gpu_error = e.what();
+        }
+        EXPECT_EQ(cpu_error.empty(), gpu_error.empty()) << cpu_error << " | " << gpu_error;  // the same over-full group
+        if (cpu_error.empty() && gpu_error.empty()) EXPECT_TRUE(test::tensors_equal(keep.to(Device::cpu), expected));
+        else EXPECT_EQ(cpu_error.substr(0, cpu_error.find(" [")), gpu_error.substr(0, gpu_error.find(" [")));
+      }
+  }
 }
 
 }  // namespace

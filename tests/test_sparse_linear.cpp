@@ -19,8 +19,12 @@
 #include "sparse/auto_kernel.h"
 #include "sparse/bitmap.h"
 #include "sparse/csr.h"
+#include "sparse/plan_cache.h"
 #include "sparse/two_four.h"
 #include "test_util.h"
+#if PT_CUDA
+#include "sparse/sparse_cuda.h"
+#endif
 
 namespace pt {
 namespace {
@@ -344,6 +348,28 @@ TEST(SparseLinearCpu, APackedLayerRefusesToRecordAGraphAndIsDroppedWhenTheMaskCh
   EXPECT_EQ(dense.packed_weight(), nullptr);
 }
 
+// The policy of the per-token-count plans (the CSR forward's cuSPARSE state, sparse/plan_cache.h).
+TEST(SparsePlanCache, BuildsOncePerKeyAndDropsTheLeastRecentlyUsed) {
+  sparse::PlanCache<int64_t, std::string> cache(2);
+  int made = 0;
+  auto make = [&](int64_t tokens) { return [&made, tokens] { ++made; return "plan " + std::to_string(tokens); }; };
+  EXPECT_EQ(cache.get(64, make(64)), "plan 64");
+  EXPECT_EQ(cache.get(64, make(64)), "plan 64");  // a hit: nothing rebuilt
+  EXPECT_EQ(cache.get(1, make(1)), "plan 1");
+  EXPECT_EQ(made, 2);
+  EXPECT_EQ(cache.get(64, make(64)), "plan 64");  // 64 is now the most recent, 1 the least
+  EXPECT_EQ(cache.get(7, make(7)), "plan 7");     // full: drops 1
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.get(64, make(64)), "plan 64");
+  EXPECT_EQ(made, 3);
+  EXPECT_EQ(cache.get(1, make(1)), "plan 1");  // built again
+  EXPECT_EQ(made, 4);
+  EXPECT_EQ(cache.builds(), 4);
+  std::string& kept = cache.get(1, make(1));
+  cache.get(7, make(7));
+  EXPECT_EQ(kept, "plan 1");  // references stay valid while the entry lives
+}
+
 // ---- CUDA: the GPU kernels in f16/bf16 against the f64 reference ------------------------------------------
 
 void expect_cuda_kernel_matches(LinearKernel k, DType dtype, int64_t out, int64_t in, const Tensor& keep_cpu,
@@ -377,6 +403,28 @@ TEST(SparseLinearCuda, CsrInF32MatchesToF32Precision) {
   for (const double sparsity : {0.5, 0.9})
     expect_cuda_kernel_matches(LinearKernel::csr, DType::f32, 200, 300, random_mask(200, 300, sparsity, 4), 1e-5, 41);
 }
+
+#if PT_CUDA
+// The cuSPARSE descriptors, workspace and SpMM preprocessing are made once per weight and token count: repeated
+// forwards with new inputs (new pointers) reuse them and stay exact; a new token count or bias/no-bias adds one.
+TEST(SparseLinearCuda, CsrPlansAreBuiltOncePerTokenCountAndReused) {
+  PT_SKIP_IF_NO_CUDA();
+  const int64_t out = 96, in = 160;
+  const Tensor w = random_tensor({out, in}, 61), keep = random_mask(out, in, 0.6, 62), bias = random_tensor({out}, 63);
+  const auto packed = pack(LinearKernel::csr, w.to(Device::cuda), keep.to(Device::cuda), DType::f32);
+  const auto& csr = dynamic_cast<const sparse::CsrWeight&>(*packed);
+  EXPECT_EQ(sparse::cuda_kernels::csr_spmm_plans_built(csr), 0);
+  for (const int64_t tokens : {5, 64, 5, 64, 1, 5})
+    for (const bool with_bias : {true, false})
+      for (int call = 0; call < 2; ++call) {  // new inputs each time: the plan is re-pointed, not rebuilt
+        const Tensor x = random_tensor({tokens, in}, uint64_t(70 + tokens * 4 + call * 2 + with_bias));
+        const Tensor b = with_bias ? bias : Tensor();
+        const Tensor y = packed->forward(x.to(Device::cuda), with_bias ? b.to(Device::cuda) : b);
+        EXPECT_LT(relative_error(y, masked_dense_reference(x, w, keep, b)), 1e-5) << tokens << " tokens";
+      }
+  EXPECT_EQ(sparse::cuda_kernels::csr_spmm_plans_built(csr), 3 * 2);  // token counts {5, 64, 1} x {bias, none}
+}
+#endif
 
 TEST(SparseLinearCuda, TwoFourKernelMatchesTheReferenceInHalfPrecision) {
   PT_SKIP_IF_NO_CUDA();

@@ -51,6 +51,7 @@ void check_launch(const char* file, int line) {
   if (e != cudaSuccess)
     ::pt::detail::throw_error(file, line, ::pt::detail::concat("kernel launch failed: ", cudaGetErrorName(e), " (",
                                                                cudaGetErrorString(e), ")"));
+  if (sync_check_enabled()) synchronize();  // the stream is idle: this reports the launch's device-side checks
 }
 
 }  // namespace pt::cuda

@@ -1,6 +1,7 @@
 #include "tensor/cuda/cuda_context.h"
 
 #include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/device_checks.h"
 #include "tensor/ops.h"
 
 namespace pt::cuda {
@@ -13,6 +14,7 @@ thread_local cudaStream_t t_stream = nullptr;
 struct Handles {
   cublasHandle_t cublas = nullptr;
   cusolverDnHandle_t cusolver = nullptr;
+  cusolverDnParams_t cusolver_params = nullptr;
   ~Handles() {
     // Destroying handles at process exit can race the driver's own teardown; skip it.
   }
@@ -37,7 +39,12 @@ cusolverDnHandle_t cusolver_handle() {
   return t_handles.cusolver;
 }
 
-void synchronize() { PT_CUDA_CHECK(cudaStreamSynchronize(t_stream)); }
+cusolverDnParams_t cusolver_params() {
+  if (!t_handles.cusolver_params) PT_CUSOLVER_CHECK(cusolverDnCreateParams(&t_handles.cusolver_params));
+  return t_handles.cusolver_params;
+}
+
+void synchronize() { synchronize_and_report(t_stream); }
 
 int compute_capability_major() {
   thread_local int cached_device = -1, cached_major = 0;

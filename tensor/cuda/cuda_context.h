@@ -12,7 +12,11 @@ cudaStream_t current_stream();
 void set_current_stream(cudaStream_t s);
 cublasHandle_t cublas_handle();      // bound to current_stream(); math mode follows allow_tf32()
 cusolverDnHandle_t cusolver_handle();  // bound to current_stream()
-void synchronize();                  // waits for current_stream()
+cusolverDnParams_t cusolver_params();  // default options of the 64-bit cuSOLVER API (cusolverDnX*)
+// Waits for current_stream(), then reports the device-side checks of the ops launched since the last report
+// (tensor/cuda/device_checks.h): the first failure is thrown here as a pt::Error. Every host synchronisation of
+// the ops goes through here.
+void synchronize();
 int compute_capability_major();      // of the current device (cached per host thread and device)
 
 class StreamGuard {

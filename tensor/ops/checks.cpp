@@ -39,4 +39,16 @@ void rank(const char* op, const Tensor& t, int64_t r, const char* arg) {
   PT_CHECK(t.dim() == r, op, ": '", arg, "' must have rank ", r, ", got ", t.describe());
 }
 
+std::string bad_id_message(const char* op, int64_t id, int64_t position, const Tensor& ids, int64_t rows,
+                           const std::string& table) {
+  return detail::concat(op, ": id ", id, " at flat position ", position, " of ids ", ids.describe(),
+                        " is out of range [0, ", rows, ") for ", table);
+}
+
+std::string bad_target_message(const char* op, int64_t target, int64_t row, int64_t classes,
+                               const std::string& logits, int64_t ignore_index) {
+  return detail::concat(op, ": target ", target, " at row ", row, " is out of range [0, ", classes, ") for logits ",
+                        logits, " and is not ignore_index (", ignore_index, ")");
+}
+
 }  // namespace pt::checks

@@ -36,8 +36,8 @@ void check_inputs(const char* op, const Tensor& logits, const Tensor& targets) {
 }
 
 void check_target(const char* op, int64_t t, int64_t r, int64_t v, int64_t ignore_index, const Tensor& logits) {
-  PT_CHECK(t == ignore_index || (t >= 0 && t < v), op, ": target ", t, " at row ", r, " is out of range [0, ", v,
-           ") for logits ", logits.describe(), " and is not ignore_index (", ignore_index, ")");
+  if (t != ignore_index && (t < 0 || t >= v))
+    PT_FAIL(checks::bad_target_message(op, t, r, v, logits.describe(), ignore_index));
 }
 
 template <class T, class S>

@@ -1,14 +1,16 @@
 // Cross-entropy (fused log-softmax + NLL, ignore_index) on CUDA; the math is cross_entropy.cpp's.
 //  - forward: one block per row computes lse (block max, then block sum of exp) and the row's loss;
 //    a single-block kernel then adds the row losses and counts the kept rows in a fixed order
-//    (deterministic, no atomics). An out-of-range target is recorded (first bad row, atomicMin) and
-//    read back, so the forward synchronises the stream once to raise its error.
+//    (deterministic, no atomics). An out-of-range target adds no loss; its first row is reported at the next
+//    host synchronisation (tensor/cuda/device_checks.h), so the forward costs no host round trip.
 //  - backward: one block per row writes scale * (softmax - onehot); scale is computed on the device
 //    from grad_loss and count, so the backward never synchronises.
 // Math in f32 (f64 for f64 logits).
 #include <algorithm>
 #include <climits>
 
+#include "tensor/cuda/device_checks.h"
+#include "tensor/ops/checks.h"
 #include "tensor/ops/cuda_common.cuh"
 #include "tensor/ops/cuda_ops.h"
 
@@ -17,7 +19,6 @@ namespace {
 
 using namespace pt::cuda;
 
-constexpr int64_t kMaxGrid = 65535 * 16;
 constexpr int kFinishThreads = 1024;
 
 __device__ __forceinline__ float exp_acc(float v) { return expf(v); }
@@ -25,10 +26,10 @@ __device__ __forceinline__ double exp_acc(double v) { return ::exp(v); }
 __device__ __forceinline__ float log_acc(float v) { return logf(v); }
 __device__ __forceinline__ double log_acc(double v) { return ::log(v); }
 
-// lse[r] and row_loss[r] (0 for ignored rows); first_bad = min row whose target is invalid.
+// lse[r] and row_loss[r] (0 for ignored rows and for invalid targets, which are reported to `check`).
 template <class T>
 __global__ void cross_entropy_fwd_kernel(const T* x, const int64_t* targets, acc_t<T>* lse, acc_t<T>* row_loss,
-                                         unsigned long long* first_bad, int64_t n, int64_t v, int64_t ignore_index) {
+                                         DeviceIndexCheck check, int64_t n, int64_t v, int64_t ignore_index) {
   using A = acc_t<T>;
   for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {  // uniform per block: syncs are safe
     const T* xr = x + r * v;
@@ -45,7 +46,7 @@ __global__ void cross_entropy_fwd_kernel(const T* x, const int64_t* targets, acc
       A loss = 0;
       if (t != ignore_index) {
         if (t >= 0 && t < v) loss = l - A(load(xr + t));
-        else atomicMin(first_bad, (unsigned long long)r);
+        else report_bad_index(check, r);
       }
       row_loss[r] = loss;
     }
@@ -106,16 +107,19 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, int64
                       Tensor::empty({}, DType::i64, Device::cuda)};
   cudaStream_t stream = pt::cuda::current_stream();
   Tensor row_loss = Tensor::empty({n}, sd, Device::cuda);
-  Tensor flag = Tensor::empty({1}, DType::i64, Device::cuda);
-  auto* pflag = static_cast<unsigned long long*>(flag.data_ptr());
-  PT_CUDA_CHECK(cudaMemsetAsync(pflag, 0xFF, sizeof(unsigned long long), stream));  // ULLONG_MAX: none bad
+  DeviceIndexCheck check{};
+  if (n > 0)
+    check = begin_index_check(n, [targets, v, ignore_index, what = logits.describe()](int64_t row) {
+      const int64_t t = int64_t(targets.select(0, row).item());
+      return checks::bad_target_message("cross_entropy", t, row, v, what, ignore_index) + " (checked on the device)";
+    });
   pt::cuda::dispatch_float(logits.dtype(), "cross_entropy", [&]<class T>() {
     using A = acc_t<T>;
     const int64_t* pt_ = targets.data<int64_t>();
     if (n > 0) {
-      cross_entropy_fwd_kernel<T><<<unsigned(std::min(n, kMaxGrid)), row_threads(v), 0, stream>>>(
+      cross_entropy_fwd_kernel<T><<<grid_for(n, 1), row_threads(v), 0, stream>>>(
           static_cast<const T*>(logits.data_ptr()), pt_, static_cast<A*>(out.lse.data_ptr()),
-          static_cast<A*>(row_loss.data_ptr()), pflag, n, v, ignore_index);
+          static_cast<A*>(row_loss.data_ptr()), check, n, v, ignore_index);
       PT_CUDA_CHECK_LAUNCH();
     }
     cross_entropy_finish_fwd_kernel<A><<<1, kFinishThreads, 0, stream>>>(
@@ -123,14 +127,6 @@ CrossEntropyOut cross_entropy(const Tensor& logits, const Tensor& targets, int64
         out.count.data<int64_t>(), n, ignore_index, r == Reduction::mean);
     PT_CUDA_CHECK_LAUNCH();
   });
-  unsigned long long bad = 0;
-  PT_CUDA_CHECK(cudaMemcpyAsync(&bad, pflag, sizeof(bad), cudaMemcpyDeviceToHost, stream));
-  PT_CUDA_CHECK(cudaStreamSynchronize(stream));
-  if (bad != ULLONG_MAX) {
-    const int64_t t = int64_t(targets.select(0, int64_t(bad)).item());
-    PT_FAIL("cross_entropy: target ", t, " at row ", bad, " is out of range [0, ", v, ") for logits ",
-            logits.describe(), " and is not ignore_index (", ignore_index, ")");
-  }
   return out;
 }
 
@@ -144,7 +140,7 @@ Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const
   cudaStream_t stream = pt::cuda::current_stream();
   pt::cuda::dispatch_float(logits.dtype(), "cross_entropy_backward", [&]<class T>() {
     using A = acc_t<T>;
-    cross_entropy_bwd_kernel<T><<<unsigned(std::min(n, kMaxGrid)), row_threads(v), 0, stream>>>(
+    cross_entropy_bwd_kernel<T><<<grid_for(n, 1), row_threads(v), 0, stream>>>(
         static_cast<const T*>(logits.data_ptr()), targets.data<int64_t>(), static_cast<const A*>(fwd.lse.data_ptr()),
         static_cast<const A*>(g.data_ptr()), fwd.count.data<int64_t>(), static_cast<T*>(dx.data_ptr()), n, v,
         ignore_index, r == Reduction::mean);

@@ -7,13 +7,13 @@
 
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/cuda_context.h"
+#include "tensor/cuda/launch.h"
 #include "tensor/nvtx.h"
 #include "tensor/tensor.h"
 
 namespace pt::cuda {
 
 constexpr int kMaxDims = 8;
-constexpr int kThreads = 256;
 
 // Value conversions: every element type to and from its accumulation type.
 template <class T> struct AccType { using type = float; };
@@ -90,10 +90,5 @@ template <class A, class Op> __device__ A block_reduce(A v, Op op, A identity) {
 }
 template <class A> __device__ __forceinline__ A warp_sum(A v) { return warp_reduce(v, SumOp{}); }
 template <class A> __device__ __forceinline__ A block_sum(A v) { return block_reduce(v, SumOp{}, A(0)); }
-
-inline unsigned grid_for(int64_t n, int threads = kThreads) {
-  int64_t blocks = (n + threads - 1) / threads;
-  return unsigned(blocks < 65535 * 16 ? blocks : 65535 * 16);  // grid-stride loops cover the rest
-}
 
 }  // namespace pt::cuda

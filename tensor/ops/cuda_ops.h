@@ -61,5 +61,7 @@ Tensor kth_value_all(const Tensor& x, int64_t k);
 Tensor cholesky(const Tensor& a, bool upper);
 Tensor cholesky_inverse(const Tensor& factor, bool upper);
 Tensor triangular_solve(const Tensor& a, const Tensor& b, bool upper, bool left, bool transpose);
+// a f32/f64 square, unit column stride: the upper triangle copied onto the lower (to_lower) or the reverse.
+void mirror_triangle(const Tensor& a, bool to_lower);
 
 }  // namespace pt::cuda_ops

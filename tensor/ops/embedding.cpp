@@ -30,8 +30,7 @@ void check_ids(const char* op, const Tensor& ids) {
 std::vector<int64_t> cpu_ids_checked(const char* op, const Tensor& ids, int64_t rows, const std::string& table) {
   std::vector<int64_t> v = ids.to_vector<int64_t>();
   for (size_t i = 0; i < v.size(); ++i)
-    PT_CHECK(v[i] >= 0 && v[i] < rows, op, ": id ", v[i], " at flat position ", i, " of ids ", ids.describe(),
-             " is out of range [0, ", rows, ") for ", table);
+    if (v[i] < 0 || v[i] >= rows) PT_FAIL(checks::bad_id_message(op, v[i], int64_t(i), ids, rows, table));
   return v;
 }
 

@@ -16,7 +16,6 @@ namespace {
 
 using namespace pt::cuda;
 
-constexpr int64_t kMaxGrid = 65535 * 16;
 constexpr int64_t kTargetThreads = 132 * 2048;  // enough to fill an H100 (132 SMs x 2048 threads)
 
 __device__ __forceinline__ float rsqrt_acc(float v) { return 1.0f / sqrtf(v); }
@@ -111,14 +110,11 @@ int row_threads(int64_t n) {
   const int64_t t = pt::cuda::ceil_div(n, 32) * 32;  // no more warps than elements
   return int(std::clamp<int64_t>(t, 32, 512));
 }
-unsigned grid_for(int64_t n, int threads) {
-  return unsigned(std::clamp<int64_t>(pt::cuda::ceil_div(n, threads), 1, kMaxGrid));
-}
 
 template <class T>
 void launch_layer_norm_fwd(const T* x, const T* w, const T* b, T* y, acc_t<T>* mean, acc_t<T>* rstd, int64_t rows,
                            int64_t c, double eps, cudaStream_t stream) {
-  layer_norm_fwd_kernel<T><<<unsigned(std::min(rows, kMaxGrid)), row_threads(c), 0, stream>>>(x, w, b, y, mean, rstd,
+  layer_norm_fwd_kernel<T><<<grid_for(rows, 1), row_threads(c), 0, stream>>>(x, w, b, y, mean, rstd,
                                                                                              rows, c, eps);
   PT_CUDA_CHECK_LAUNCH();
 }
@@ -128,7 +124,7 @@ void launch_layer_norm_bwd(const T* dy, const T* x, const T* w, const acc_t<T>* 
                            T* dw, T* db, int64_t rows, int64_t c, cudaStream_t stream) {
   using A = acc_t<T>;
   if (rows > 0) {
-    layer_norm_dx_bwd_kernel<T><<<unsigned(std::min(rows, kMaxGrid)), row_threads(c), 0, stream>>>(dy, x, w, mean,
+    layer_norm_dx_bwd_kernel<T><<<grid_for(rows, 1), row_threads(c), 0, stream>>>(dy, x, w, mean,
                                                                                                   rstd, dx, rows, c);
     PT_CUDA_CHECK_LAUNCH();
   }

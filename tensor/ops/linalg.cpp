@@ -29,13 +29,13 @@ void zero_triangle(T* p, int64_t n, bool keep_lower) {
       if (keep_lower ? c > r : c < r) p[r * n + c] = T(0);
 }
 
-// Copies the lower (from_lower) or upper triangle onto the other one.
+// Copies the lower (from_lower) or upper triangle onto the other one; ld is the row stride.
 template <class T>
-void mirror_triangle(T* p, int64_t n, bool from_lower) {
+void mirror_triangle(T* p, int64_t n, int64_t ld, bool from_lower) {
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = r + 1; c < n; ++c) {
-      if (from_lower) p[r * n + c] = p[c * n + r];
-      else p[c * n + r] = p[r * n + c];
+      if (from_lower) p[r * ld + c] = p[c * ld + r];
+      else p[c * ld + r] = p[r * ld + c];
     }
 }
 
@@ -67,7 +67,7 @@ void cpu_cholesky_inverse(const Tensor& factor, const Tensor& inv, bool upper) {
   PT_CHECK(info >= 0, "cholesky_inverse: LAPACK potri rejected argument ", -info, " for ", factor.describe());
   PT_CHECK(info == 0, "cholesky_inverse: factor ", factor.describe(), " has a zero on its diagonal (entry ", info,
            "), so the matrix is singular; factor a damped matrix instead");
-  mirror_triangle(inv.data<T>(), n, !upper);  // potri fills only the factor's triangle
+  mirror_triangle(inv.data<T>(), n, n, !upper);  // potri fills only the factor's triangle
 }
 
 void blas_trsm(CBLAS_SIDE side, CBLAS_UPLO uplo, CBLAS_TRANSPOSE tr, int m, int n, const float* a, int lda, float* b,
@@ -124,6 +124,15 @@ Tensor triangular_solve(const Tensor& a, const Tensor& b, bool upper, bool left,
   if (a.dtype() == DType::f32) cpu_triangular_solve<float>(ac, x, upper, left, transpose);
   else cpu_triangular_solve<double>(ac, x, upper, left, transpose);
   return x;
+}
+
+void symmetrize_(const Tensor& a, bool from_upper) {
+  check_square("symmetrize_", a, "a");
+  PT_CHECK(a.stride(1) == 1 || a.size(0) <= 1, "symmetrize_: a ", a.describe(), " needs unit column stride");
+  if (a.numel() == 0) return;
+  PT_DISPATCH_CUDA(a, cuda_ops::mirror_triangle(a, /*to_lower=*/from_upper); return)
+  if (a.dtype() == DType::f32) mirror_triangle(a.data<float>(), a.size(0), a.stride(0), !from_upper);
+  else mirror_triangle(a.data<double>(), a.size(0), a.stride(0), !from_upper);
 }
 
 }  // namespace pt

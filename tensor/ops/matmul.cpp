@@ -262,19 +262,12 @@ void syrk_(const Tensor& h, const Tensor& x, double alpha, double beta) {
     const CBLAS_TRANSPOSE tr = row_major ? CblasTrans : CblasNoTrans;
     const int ldx = int(row_major ? x2.stride(0) : x2.stride(1)), ldh = int(h2.stride(0));
     if (h.dtype() == DType::f32) {
-      cblas_ssyrk(CblasRowMajor, CblasLower, tr, int(d), int(n), float(alpha), x2.data<float>(), ldx, float(beta),
+      cblas_ssyrk(CblasRowMajor, CblasUpper, tr, int(d), int(n), float(alpha), x2.data<float>(), ldx, float(beta),
                   h2.data<float>(), ldh);
     } else {
-      cblas_dsyrk(CblasRowMajor, CblasLower, tr, int(d), int(n), alpha, x2.data<double>(), ldx, beta,
+      cblas_dsyrk(CblasRowMajor, CblasUpper, tr, int(d), int(n), alpha, x2.data<double>(), ldx, beta,
                   h2.data<double>(), ldh);
     }
-    // BLAS wrote the lower triangle only; mirror it so callers get the full symmetric matrix.
-    auto mirror = [&](auto* p) {
-      for (int64_t r = 0; r < d; ++r)
-        for (int64_t c = r + 1; c < d; ++c) p[r * ldh + c] = p[c * ldh + r];
-    };
-    if (h.dtype() == DType::f32) mirror(h2.data<float>());
-    else mirror(h2.data<double>());
   }
   if (tmp.defined()) Tensor(h).copy_(tmp);
 }

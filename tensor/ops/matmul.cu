@@ -37,15 +37,6 @@ Operand operand(const Tensor& t3, bool trans) {
           t3.size(0) == 1 ? 0LL : (long long)t3.stride(0), blas_trans ? CUBLAS_OP_T : CUBLAS_OP_N};
 }
 
-// Copies the valid triangle of a row-major n x n matrix onto the other one.
-template <class T>
-__global__ void mirror_upper_to_lower(T* a, int64_t n, int64_t ld) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n * n) return;
-  const int64_t r = i / n, c = i % n;
-  if (r > c) a[r * ld + c] = a[c * ld + r];
-}
-
 }  // namespace
 
 void gemm(const Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, double alpha, double beta) {
@@ -81,7 +72,7 @@ void syrk(const Tensor& h, const Tensor& x, double alpha, double beta) {
   const cublasOperation_t op = row_major ? CUBLAS_OP_N : CUBLAS_OP_T;
   const int ldx = int(row_major ? x.stride(0) : x.stride(1));
   cublasHandle_t handle = pt::cuda::cublas_handle();
-  // Column-major lower triangle = row-major upper triangle of H.
+  // Column-major lower triangle = row-major upper triangle of H: the one syrk_ promises (no mirror, see ops.h).
   if (h.dtype() == DType::f64) {
     const double al = alpha, be = beta;
     PT_CUBLAS_CHECK(cublasDsyrk(handle, CUBLAS_FILL_MODE_LOWER, op, int(d), int(n), &al, x.data<double>(), ldx,
@@ -91,12 +82,6 @@ void syrk(const Tensor& h, const Tensor& x, double alpha, double beta) {
     PT_CUBLAS_CHECK(cublasSsyrk(handle, CUBLAS_FILL_MODE_LOWER, op, int(d), int(n), &al, x.data<float>(), ldx,
                                 &be, h.data<float>(), int(ldh)));
   }
-  const int threads = 256;
-  const int blocks = int(pt::cuda::ceil_div(d * d, threads));
-  cudaStream_t stream = pt::cuda::current_stream();
-  if (h.dtype() == DType::f64) mirror_upper_to_lower<<<blocks, threads, 0, stream>>>(h.data<double>(), d, ldh);
-  else mirror_upper_to_lower<<<blocks, threads, 0, stream>>>(h.data<float>(), d, ldh);
-  PT_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace pt::cuda_ops

@@ -17,7 +17,6 @@ namespace {
 
 using namespace pt::cuda;
 
-constexpr int kMaxBlocks = 65535;
 constexpr int64_t kTargetThreads = 132 * 2048;  // enough to fill an H100 (132 SMs x 2048 threads)
 
 // dst = v, or dst += v (sum_squares_accumulate adds into an existing accumulator).
@@ -127,10 +126,6 @@ __global__ void argmax_cols_fwd_kernel(const T* x, T* values, int64_t* indices, 
   }
 }
 
-unsigned blocks_for(int64_t n, int threads) {
-  const int64_t b = pt::cuda::ceil_div(n, threads);
-  return unsigned(b < 1 ? 1 : (b > kMaxBlocks * 16 ? kMaxBlocks * 16 : b));
-}
 int row_threads(int64_t chunk) {
   const int64_t t = pt::cuda::ceil_div(chunk, 32) * 32;  // no more warps than elements
   return int(t < 32 ? 32 : (t > 256 ? 256 : t));
@@ -156,18 +151,18 @@ void launch_reduce_sum(const T* x, Out* dst, int64_t outer, int64_t n, int64_t i
   }
   if (inner == 1) {
     const int threads = row_threads(chunk);
-    const unsigned grid = unsigned(std::min<int64_t>(outer * splits, kMaxBlocks * 16));
+    const unsigned grid = grid_for(outer * splits, 1);
     if (splits > 1) reduce_rows_fwd_kernel<T, A, A, kSquare><<<grid, threads, 0, stream>>>(x, pdst, outer, n, splits, chunk, A(1), false);
     else reduce_rows_fwd_kernel<T, A, Out, kSquare><<<grid, threads, 0, stream>>>(x, dst, outer, n, 1, chunk, scale, accumulate);
     PT_CUDA_CHECK_LAUNCH();
   } else {
     const int64_t total = outer * splits * inner;
-    if (splits > 1) reduce_cols_fwd_kernel<T, A, A><<<blocks_for(total, 256), 256, 0, stream>>>(x, pdst, outer, n, inner, splits, chunk, A(1));
-    else reduce_cols_fwd_kernel<T, A, Out><<<blocks_for(total, 256), 256, 0, stream>>>(x, dst, outer, n, inner, 1, chunk, scale);
+    if (splits > 1) reduce_cols_fwd_kernel<T, A, A><<<grid_for(total, 256), 256, 0, stream>>>(x, pdst, outer, n, inner, splits, chunk, A(1));
+    else reduce_cols_fwd_kernel<T, A, Out><<<grid_for(total, 256), 256, 0, stream>>>(x, dst, outer, n, inner, 1, chunk, scale);
     PT_CUDA_CHECK_LAUNCH();
   }
   if (splits > 1) {
-    reduce_finish_fwd_kernel<A, Out><<<blocks_for(outer * inner, 256), 256, 0, stream>>>(pdst, dst, outer, splits, inner,
+    reduce_finish_fwd_kernel<A, Out><<<grid_for(outer * inner, 256), 256, 0, stream>>>(pdst, dst, outer, splits, inner,
                                                                                         scale, accumulate);
     PT_CUDA_CHECK_LAUNCH();
   }
@@ -177,10 +172,10 @@ template <class T>
 void launch_argmax(const T* x, T* values, int64_t* indices, int64_t outer, int64_t n, int64_t inner,
                    cudaStream_t stream) {
   if (inner == 1) {
-    argmax_rows_fwd_kernel<T><<<unsigned(std::min<int64_t>(outer, kMaxBlocks * 16)), row_threads(n), 0, stream>>>(
+    argmax_rows_fwd_kernel<T><<<grid_for(outer, 1), row_threads(n), 0, stream>>>(
         x, values, indices, outer, n);
   } else {
-    argmax_cols_fwd_kernel<T><<<blocks_for(outer * inner, 256), 256, 0, stream>>>(x, values, indices, outer, n, inner);
+    argmax_cols_fwd_kernel<T><<<grid_for(outer * inner, 256), 256, 0, stream>>>(x, values, indices, outer, n, inner);
   }
   PT_CUDA_CHECK_LAUNCH();
 }

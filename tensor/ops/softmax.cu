@@ -13,7 +13,6 @@ namespace {
 
 using namespace pt::cuda;
 
-constexpr int64_t kMaxGrid = 65535 * 16;
 
 __device__ __forceinline__ float exp_acc(float v) { return expf(v); }
 __device__ __forceinline__ double exp_acc(double v) { return ::exp(v); }
@@ -73,13 +72,13 @@ int row_threads(int64_t n) {
 
 template <class T, bool kLog>
 void launch_softmax_fwd(const T* x, T* y, int64_t rows, int64_t n, int64_t tq, cudaStream_t stream) {
-  softmax_fwd_kernel<T, kLog><<<unsigned(std::min(rows, kMaxGrid)), row_threads(n), 0, stream>>>(x, y, rows, n, tq);
+  softmax_fwd_kernel<T, kLog><<<grid_for(rows, 1), row_threads(n), 0, stream>>>(x, y, rows, n, tq);
   PT_CUDA_CHECK_LAUNCH();
 }
 
 template <class T, bool kLog>
 void launch_softmax_bwd(const T* y, const T* g, T* dx, int64_t rows, int64_t n, cudaStream_t stream) {
-  softmax_bwd_kernel<T, kLog><<<unsigned(std::min(rows, kMaxGrid)), row_threads(n), 0, stream>>>(y, g, dx, rows, n);
+  softmax_bwd_kernel<T, kLog><<<grid_for(rows, 1), row_threads(n), 0, stream>>>(y, g, dx, rows, n);
   PT_CUDA_CHECK_LAUNCH();
 }
 

@@ -11,37 +11,37 @@
 
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/cuda_context.h"
+#include "tensor/cuda/launch.h"
 #include "tensor/ops/cuda_ops.h"
 
 namespace pt::cuda_ops {
 namespace {
 
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t n) { return int(pt::cuda::ceil_div(n, kThreads)); }
+using pt::cuda::grid_for;
+using pt::cuda::kThreads;
 
 // Scratch memory from the caching allocator (released when the tensor goes).
 Tensor scratch_bytes(size_t n) { return Tensor::empty({int64_t(n > 0 ? n : 1)}, DType::u8, Device::cuda); }
 
 __global__ void index_in_row(int64_t* idx, int64_t n, int64_t total) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < total) idx[i] = i % n;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    idx[i] = i % n;
 }
 
 __global__ void row_offsets(int* off, int rows, int n) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i <= rows) off[i] = i * n;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i <= rows; i += int64_t(gridDim.x) * blockDim.x)
+    off[i] = int(i) * n;
 }
 
 // values/indices [rows, k] <- the first k entries of each sorted row of length n.
 template <class T>
 __global__ void take_leading(const T* keys, const int64_t* idx, T* values, int64_t* indices, int64_t n, int64_t k,
                              int64_t total) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= total) return;
-  const int64_t src = (i / k) * n + i % k;
-  values[i] = keys[src];
-  indices[i] = idx[src];
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t src = (i / k) * n + i % k;
+    values[i] = keys[src];
+    indices[i] = idx[src];
+  }
 }
 
 template <class T>
@@ -52,7 +52,7 @@ TopKOut topk_typed(const Tensor& x, int64_t k, bool largest) {
   Tensor keys_out = Tensor::empty(x.shape(), x.dtype(), Device::cuda);
   Tensor idx_in = Tensor::empty(x.shape(), DType::i64, Device::cuda);
   Tensor idx_out = Tensor::empty(x.shape(), DType::i64, Device::cuda);
-  index_in_row<<<blocks_for(total), kThreads, 0, stream>>>(idx_in.data<int64_t>(), n, total);
+  index_in_row<<<grid_for(total), kThreads, 0, stream>>>(idx_in.data<int64_t>(), n, total);
   PT_CUDA_CHECK_LAUNCH();
 
   const T* kin = static_cast<const T*>(x.data_ptr());
@@ -72,7 +72,7 @@ TopKOut topk_typed(const Tensor& x, int64_t k, bool largest) {
   } else {
     Tensor offsets = Tensor::empty({rows + 1}, DType::i32, Device::cuda);
     int* off = offsets.data<int32_t>();
-    row_offsets<<<blocks_for(rows + 1), kThreads, 0, stream>>>(off, int(rows), int(n));
+    row_offsets<<<grid_for(rows + 1), kThreads, 0, stream>>>(off, int(rows), int(n));
     PT_CUDA_CHECK_LAUNCH();
     auto sort = [&](void* tmp) {
       return largest ? cub::DeviceSegmentedRadixSort::SortPairsDescending(tmp, bytes, kin, kout, vin, vout, int(total),
@@ -88,7 +88,7 @@ TopKOut topk_typed(const Tensor& x, int64_t k, bool largest) {
   Shape out_shape = x.shape();
   out_shape.back() = k;
   TopKOut out{Tensor::empty(out_shape, x.dtype(), Device::cuda), Tensor::empty(out_shape, DType::i64, Device::cuda)};
-  take_leading<<<blocks_for(rows * k), kThreads, 0, stream>>>(
+  take_leading<<<grid_for(rows * k), kThreads, 0, stream>>>(
       kout, vout, static_cast<T*>(out.values.data_ptr()), out.indices.data<int64_t>(), n, k, rows * k);
   PT_CUDA_CHECK_LAUNCH();
   return out;
