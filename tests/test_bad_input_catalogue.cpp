@@ -336,6 +336,28 @@ TEST_P(BadInputCatalogue, FailsWithOneLineAndTouchesNothing) {
   if (!HasFailure()) fs::remove_all(scratch);
 }
 
+// The other side of "never reused silently": settings that change only where or how fast results are made
+// (threads, checkpoint compression, log cadence) do not make a finished stage different, so a rerun with them
+// changed reuses every stage and reports the same table.
+TEST(BadInputCatalogueControl, ARerunWithOnlyStorageAndSpeedSettingsChangedReusesEveryStage) {
+  if (!have_data()) GTEST_SKIP() << "no WikiText-2 / tokenizer under " << kData;
+  const fs::path scratch = fs::path(kBinary) / "test-bad-input" / ("control-" + std::to_string(::getpid()));
+  fs::remove_all(scratch);
+  fs::create_directories(scratch);
+  const fs::path out = scratch / "out";
+  fs::copy(finished_run("train_prune"), out, fs::copy_options::recursive);
+  const std::string ini = write_file((scratch / "run.ini").string(), train_prune_config(out.string()));
+  const std::string table = read_text_file((out / "results.md").string());
+  const Outcome o = run_program({kBinary + "/train_prune", "--config", ini, "--no-progress", "--set", "run.threads=1", "--set",
+                                 "run.checkpoint_gzip=1", "--set", "retrain.log_every=1"},
+                                (scratch / "capture").string());
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_NE(o.err.find("3 of 3 stages already complete"), std::string::npos) << o.err;
+  EXPECT_EQ(o.err.find(" done: perplexity"), std::string::npos) << "a stage was recomputed:\n" << o.err;
+  EXPECT_EQ(read_text_file((out / "results.md").string()), table);
+  fs::remove_all(scratch);
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, BadInputCatalogue, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<BadInputCase>& info) { return info.param.name; });
 

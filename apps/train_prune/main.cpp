@@ -3,7 +3,7 @@
 // checkpoint every stage, and write the table and the plot. Rerunning the same command resumes.
 //   ./train_prune --config configs/quickstart.ini
 //   ./train_prune --config configs/opt1.3b.ini --set model.weights=/models/opt-1.3b --dry-run
-//   ./train_prune --config configs/mini-paper.ini --export-hf "SparseGPT oneshot@0.5" out/hf-sgpt50
+//   ./train_prune --config configs/mini-paper.ini --export-hf "SparseGPT oneshot@0.5" --export-dir out/hf-sgpt50
 #include <CLI/CLI.hpp>
 
 #include <cerrno>
