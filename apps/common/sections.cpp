@@ -84,8 +84,8 @@ std::unique_ptr<opt::OptForCausalLM> build_model(const ModelSection& m, Device d
   c.dropout = m.config.dropout;
   // Its shape must be the one the configuration describes (a preset, or [model] preset = custom with its keys):
   // the plan, the identity of the run's stages and every check made against the configuration assume it.
-  PT_CHECK(c.same_architecture(m.config), "[model] weights = ", m.weights, " holds ", c.describe(), ", but [model] ",
-           m.preset == "custom" ? "custom" : "preset = " + m.preset, " describes ", m.config.describe());
+  PT_CHECK(c.same_architecture(m.config), "[model] weights = ", m.weights, " holds ", c.describe(), ", but [model] preset = ",
+           m.preset, " describes ", m.config.describe());
   auto model = std::make_unique<opt::OptForCausalLM>(c, device, seed);
   train::load_model_checkpoint(*model, ck);
   return model;

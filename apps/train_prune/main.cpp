@@ -104,8 +104,9 @@ RunInputs load_inputs(const app::Settings& s, bool show_progress) {
   }
   in.model = app::build_model(s.model, s.run.device, s.run.seed);
   const opt::OptConfig& mc = in.model->config();
-  PT_CHECK(int64_t(tok.vocab_size()) <= mc.vocab_size, "[model] ", s.model.weights, ": a vocabulary of ", mc.vocab_size,
-           " ids is smaller than the tokenizer's ", tok.vocab_size(), " (", s.data.dir, "/opt-tokenizer/vocab.json)");
+  PT_CHECK(int64_t(tok.vocab_size()) <= mc.vocab_size, "the model (", mc.describe(), ", [model] weights = ", s.model.weights,
+           ") has a vocabulary of ", mc.vocab_size, " ids, fewer than the tokenizer's ", tok.vocab_size(), " (", s.data.dir,
+           "/opt-tokenizer/vocab.json)");
   const int64_t eval_seqlen = s.eval.seqlen > 0 ? s.eval.seqlen : mc.max_position_embeddings;
   app::require_tokens(in.test, eval_seqlen, "one evaluation window of " + std::to_string(eval_seqlen) + " ([eval] seqlen)");
   bool retrains = false;
