@@ -58,7 +58,19 @@ int main(int argc, char** argv) try {
     opt::HfCheckpoint ckpt(model_arg);
     model = opt::OptForCausalLM::from_hf(ckpt, dev, dt);
   } else {
-    opt::OptConfig preset = opt::opt_preset(model_arg);  // throws with the list of presets
+    // Not a folder: a preset name, or a path that is wrong (say so, rather than "unknown preset").
+    opt::OptConfig preset;
+    try {
+      preset = opt::opt_preset(model_arg);
+    } catch (const Error&) {
+      std::string presets;
+      for (const auto& n : opt::opt_preset_names()) presets += (presets.empty() ? "" : ", ") + n;
+      std::fprintf(stderr, "error: --model %s: %s; give a Hugging Face OPT folder (config.json + model.safetensors) "
+                   "or a preset (%s)\n", model_arg.c_str(),
+                   std::filesystem::exists(model_arg) ? "is a file, not a folder" : "no such folder, and not a preset name",
+                   presets.c_str());
+      return 2;
+    }
     std::fprintf(stderr, "note: '%s' is not a folder; using preset %s with RANDOM weights\n", model_arg.c_str(),
                  preset.name.c_str());
     model = std::make_unique<opt::OptForCausalLM>(preset, dev, seed);
@@ -94,6 +106,7 @@ int main(int argc, char** argv) try {
     o.seqlen = seqlen > 0 ? seqlen : model->config().max_position_embeddings;
     o.batch_size = batch;
     o.max_windows = windows;
+    o.source = test.path;
     opt::PerplexityResult r = opt::evaluate_perplexity(*model, ids, o);
     std::printf("wikitext2 test: %zu tokens, %lld windows of %lld\nperplexity %.4f  (mean NLL %.6f)  %.1f tok/s\n",
                 ids.size(), (long long)r.windows, (long long)o.seqlen, r.perplexity, r.mean_nll, r.tokens_per_second);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 #include <string_view>
 
@@ -78,10 +79,14 @@ std::string join(const std::vector<std::string>& v) {
 }  // namespace
 
 IniConfig IniConfig::from_string(const std::string& text, const std::string& name) {
+  // inih reads C strings: a NUL byte would silently cut its line short.
+  if (const size_t nul = text.find('\0'); nul != std::string::npos)
+    PT_FAIL(name, ":", 1 + std::count(text.begin(), text.begin() + std::ptrdiff_t(nul), '\n'),
+            ": NUL byte in the file (an INI file is text; is this a binary file?)");
   IniConfig c;
   c.name_ = name;
-  LineSource src{&text};
-  ParseState st{&c, &src, name, "", &c.values_, &c.section_origin_, &c.order_};
+  LineSource src{&text, 0, 0, {}, 0, false};
+  ParseState st{&c, &src, name, "", &c.values_, &c.section_origin_, &c.order_, ""};
   auto handler = [](void* user, const char* section, const char* key, const char* value) -> int {
     auto* st = static_cast<ParseState*>(user);
     const std::string where = st->name + ":" + std::to_string(st->source->line);
@@ -118,13 +123,19 @@ IniConfig IniConfig::from_string(const std::string& text, const std::string& nam
 }
 
 IniConfig IniConfig::from_file(const std::string& path) {
+  // fopen succeeds on a folder and fread then fails: refuse it by name, and check every read.
+  std::error_code ec;
+  PT_CHECK(!std::filesystem::is_directory(path, ec), "config ", path, ": is a folder, not an INI file");
   std::FILE* f = std::fopen(path.c_str(), "rb");
   PT_CHECK(f, "config ", path, ": cannot open (", std::strerror(errno), ")");
   std::string text;
   char buf[65536];
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  const bool failed = std::ferror(f) != 0;
+  const int err = errno;
   std::fclose(f);
+  PT_CHECK(!failed, "config ", path, ": cannot read (", std::strerror(err), ")");
   return from_string(text, path);
 }
 
@@ -234,6 +245,8 @@ std::vector<double> IniConfig::number_list(const std::string& section, const std
   while (std::getline(ss, item, ',')) {
     const size_t c1 = item.find(':');
     if (c1 == std::string::npos) {
+      if (out.size() >= kMaxListValues)
+        fail(section, key, "lists more than " + std::to_string(kMaxListValues) + " values");
       out.push_back(parse(item));
       continue;
     }
@@ -242,8 +255,12 @@ std::vector<double> IniConfig::number_list(const std::string& section, const std
     const double a = parse(item.substr(0, c1)), b = parse(item.substr(c1 + 1, c2 - c1 - 1)),
                  step = parse(item.substr(c2 + 1));
     if (!(step > 0) || b < a) fail(section, key, "a range start:stop:step needs step > 0 and stop >= start");
-    const int64_t n = int64_t(std::floor((b - a) / step + 1e-9));
-    for (int64_t i = 0; i <= n; ++i) out.push_back(std::round((a + double(i) * step) * 1e12) / 1e12);
+    // Counted in floating point first: a tiny step would overflow an integer (or allocate gigabytes).
+    const double count = std::floor((b - a) / step + 1e-9) + 1;
+    if (!(count <= double(kMaxListValues - out.size())))
+      fail(section, key, "range " + trim(item) + " has " + (std::isfinite(count) ? format_number(count) : "too many") + " values; at most " +
+                             std::to_string(kMaxListValues) + " are allowed (use a larger step)");
+    for (int64_t i = 0; i < int64_t(count); ++i) out.push_back(std::round((a + double(i) * step) * 1e12) / 1e12);
   }
   if (out.empty()) fail(section, key, "expected at least one number");
   for (double v : out)
@@ -265,15 +282,23 @@ void IniConfig::finish() const {
   }
 }
 
-std::string IniConfig::resolved() const {
+std::vector<IniConfig::Entry> IniConfig::resolved_entries() const {
   std::vector<std::string> sections;
   for (const auto& r : reads_)
     if (std::find(sections.begin(), sections.end(), r.section) == sections.end()) sections.push_back(r.section);
-  std::string out;
-  for (const auto& sec : sections) {
-    out += (out.empty() ? "[" : "\n[") + sec + "]\n";
+  std::vector<Entry> out;
+  for (const auto& sec : sections)
     for (const auto& r : reads_)
-      if (r.section == sec) out += r.key + " = " + r.value + "\n";
+      if (r.section == sec) out.push_back(r);
+  return out;
+}
+
+std::string IniConfig::resolved() const {
+  std::string out, section;
+  for (const Entry& e : resolved_entries()) {
+    if (e.section != section) out += (out.empty() ? "[" : "\n[") + e.section + "]\n";
+    section = e.section;
+    out += e.key + " = " + e.value + "\n";
   }
   return out;
 }

@@ -38,7 +38,9 @@ class IniConfig {
   int64_t integer(const std::string& section, const std::string& key, int64_t def, int64_t min, int64_t max);
   double number(const std::string& section, const std::string& key, double def, double min, double max);
   bool boolean(const std::string& section, const std::string& key, bool def);  // true/false/yes/no/on/off/1/0
-  // Comma-separated numbers, e.g. "0.1, 0.2, 0.5"; also "a:b:step" ranges ("0.0:0.8:0.1", inclusive).
+  // Comma-separated numbers, e.g. "0.1, 0.2, 0.5"; also "a:b:step" ranges ("0.0:0.8:0.1", inclusive); at most
+  // kMaxListValues values in all.
+  static constexpr size_t kMaxListValues = 1000;
   std::vector<double> number_list(const std::string& section, const std::string& key, const std::string& def,
                                   double min, double max);
   bool has(const std::string& section, const std::string& key) const;
@@ -51,15 +53,17 @@ class IniConfig {
   // The resolved configuration as INI text: every key that was read, with its value (or default), in
   // section order; what checkpoints store and --dry-run prints.
   std::string resolved() const;
+  // The same as (section, key, value) entries, in the same order.
+  struct Entry {
+    std::string section, key, value;
+  };
+  std::vector<Entry> resolved_entries() const;
 
   // Throws "ORIGIN: [section] key = value: message" (or "[section] key: message" for a default).
   [[noreturn]] void fail(const std::string& section, const std::string& key, const std::string& message) const;
   const std::string& name() const { return name_; }
 
  private:
-  struct Read {
-    std::string section, key, value;
-  };
   IniValue* find(const std::string& section, const std::string& key);
   const IniValue* find(const std::string& section, const std::string& key) const;
   void record(const std::string& section, const std::string& key, const std::string& value);
@@ -68,7 +72,7 @@ class IniConfig {
   std::map<std::string, std::map<std::string, IniValue>> values_;
   std::map<std::string, std::string> section_origin_;  // first line of each section
   std::vector<std::string> sections_;
-  std::vector<Read> reads_;
+  std::vector<Entry> reads_;  // every key read, with its value (or default)
   std::vector<std::pair<std::string, std::string>> order_;  // (section, key) in file order
 };
 

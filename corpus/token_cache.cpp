@@ -1,14 +1,12 @@
 #include "corpus/token_cache.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <atomic>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+
+#include "base/atomic_file.h"
+#include "base/error.h"
 
 namespace pt::corpus {
 
@@ -38,21 +36,6 @@ bool is_sha256_hex(const std::string& s) {
   for (char c : s)
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   return true;
-}
-
-std::string sys_error(const std::string& what, const std::string& path) {
-  return "token cache: " + what + " '" + path + "': " + std::strerror(errno);
-}
-
-void write_all(int fd, const void* data, std::size_t size, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw Error(sys_error("cannot write", path) + " (disk full?)");
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
 }
 
 }  // namespace
@@ -125,29 +108,14 @@ void save_token_cache(const std::string& path, const TokenCacheKey& key, std::sp
   const std::string ids_sha = sha256_hex(ids.data(), ids.size_bytes());
   std::memcpy(h.ids_sha, ids_sha.data(), kHexLen);
 
-  // Same folder as the target so rename() is atomic; pid + counter keeps concurrent writers apart.
-  static std::atomic<unsigned> counter{0};
-  const std::string tmp = path + "." + std::to_string(::getpid()) + "." + std::to_string(counter++) + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(sys_error("cannot create temporary file", tmp));
+  // Parallel processes may build the same cache: each writes its own temporary, the last rename wins.
   try {
-    write_all(fd, &h, sizeof h, tmp);
-    write_all(fd, ids.data(), ids.size_bytes(), tmp);
-    if (::fsync(fd) != 0) throw Error(sys_error("fsync failed on", tmp));
-    int rc = ::close(fd);
-    fd = -1;
-    if (rc != 0) throw Error(sys_error("close failed on", tmp));
-    if (::rename(tmp.c_str(), path.c_str()) != 0) throw Error(sys_error("cannot rename the temporary file onto", path));
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // Persist the rename itself; failure here only risks losing the new cache on power loss, not corrupting it.
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
+    AtomicFile file(path, AtomicFile::Writers::many);
+    file.write(&h, sizeof h);
+    file.write(ids.data(), ids.size_bytes());
+    file.commit();
+  } catch (const ::pt::Error& e) {  // the helper throws the project-wide error; corpus/ throws its own
+    throw Error(std::string("token cache: ") + e.what());
   }
 }
 

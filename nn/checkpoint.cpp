@@ -2,9 +2,7 @@
 
 #include "nn/hdf5_util.h"
 
-#include <fcntl.h>
 #include <hdf5.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +14,8 @@
 #include <new>
 #include <nlohmann/json.hpp>
 #include <type_traits>
+
+#include "base/atomic_file.h"
 
 namespace pt::nn {
 
@@ -300,14 +300,6 @@ void write_file(const std::string& tmp, const Checkpoint& c, const SaveOptions& 
   const unsigned objects = H5F_OBJ_DATASET | H5F_OBJ_GROUP | H5F_OBJ_DATATYPE | H5F_OBJ_ATTR | H5F_OBJ_LOCAL;
   if (H5_CHECK(H5Fget_obj_count(file, objects)) != 0) where.fail("HDF5 handles left open before closing the file");
   if (file.close() < 0) where.hdf5_failure("H5Fclose", __LINE__);
-}
-
-void fsync_path(const std::string& p, int flags, const Where& where) {
-  int fd = ::open(p.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) where.fail("cannot open ", p, " to fsync it: ", std::strerror(errno));
-  int rc = ::fsync(fd), err = errno;
-  ::close(fd);
-  if (rc != 0) where.fail("fsync of ", p, " failed: ", std::strerror(err));
 }
 
 // ---- reading ---------------------------------------------------------------------------------------------
@@ -599,27 +591,11 @@ SaveReport save_checkpoint(const std::string& path, const Checkpoint& ckpt, cons
   Where where{path, false};
   init_hdf5();
   check_savable(ckpt, options, where);
-  const std::string tmp = path + ".tmp";
+  // HDF5 writes the temporary by name (truncating one left by a killed writer); commit() puts it in place.
+  AtomicFile file(path);
   SaveReport report;
-  try {
-    write_file(tmp, ckpt, options, report, where);  // truncates a .tmp left by an earlier crash
-    fsync_path(tmp, O_RDONLY, where);
-    struct stat written;
-    if (::stat(tmp.c_str(), &written) != 0) where.fail("cannot stat ", tmp, ": ", std::strerror(errno));
-    report.file_bytes = int64_t(written.st_size);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) where.fail("rename from ", tmp, " failed: ", std::strerror(errno));
-  } catch (...) {
-    // PATH itself was never touched. Truncate first: after a failed flush HDF5 may keep the .tmp open, and its
-    // blocks would stay allocated until the process exits.
-    struct stat st;
-    if (::lstat(tmp.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-      (void)!::truncate(tmp.c_str(), 0);
-      ::unlink(tmp.c_str());
-    }
-    throw;
-  }
-  std::string folder = std::filesystem::path(path).parent_path().string();
-  fsync_path(folder.empty() ? "." : folder, O_RDONLY | O_DIRECTORY, where);  // make the rename durable
+  write_file(file.temp_path(), ckpt, options, report, where);
+  report.file_bytes = file.commit();
   return report;
 }
 

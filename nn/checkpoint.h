@@ -91,7 +91,7 @@ struct LoadOptions {
   bool load_optimizer = true;  // false skips /optimizer (its tensors are twice the model)
 };
 
-// Writes atomically: PATH.tmp in the same folder, flush + close, fsync, rename over PATH, fsync the folder.
+// Writes atomically (base/atomic_file.h): PATH.tmp beside PATH, fsynced, renamed over PATH, folder fsynced.
 // The previous file at PATH is untouched until the rename; on any failure the .tmp is removed and pt::Error
 // is thrown. Tensors may live on any device and in any floating dtype (converted on the host).
 SaveReport save_checkpoint(const std::string& path, const Checkpoint& ckpt, const SaveOptions& options = {});

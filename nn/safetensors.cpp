@@ -9,10 +9,11 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
+
+#include "base/atomic_file.h"
 
 namespace pt::nn {
 
@@ -76,17 +77,6 @@ T load_at(const uint8_t* p, int64_t i) {
   T v;
   std::memcpy(&v, p + i * int64_t(sizeof(T)), sizeof(T));
   return v;
-}
-
-void write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    PT_CHECK(w > 0, "write_safetensors ", path, ": write failed: ", std::strerror(errno));
-    p += w;
-    n -= size_t(w);
-  }
 }
 
 }  // namespace
@@ -335,36 +325,15 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   }
   text.append((8 - text.size() % 8) % 8, ' ');  // the data section then starts 8-byte aligned
 
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  PT_CHECK(fd >= 0, "write_safetensors ", path, ": cannot create ", tmp, ": ", std::strerror(errno));
-  try {
-    const uint64_t n = text.size();
-    write_all(fd, &n, 8, path);
-    write_all(fd, text.data(), text.size(), path);
-    for (auto& [name, t] : tensors) {
-      Tensor c = t.to(Device::cpu).contiguous();  // one tensor at a time: never the whole set in memory
-      if (c.nbytes() > 0) write_all(fd, c.data_ptr(), c.nbytes(), path);
-    }
-    PT_CHECK(::fsync(fd) == 0, "write_safetensors ", path, ": fsync failed: ", std::strerror(errno));
-    const int rc = ::close(fd);
-    fd = -1;
-    PT_CHECK(rc == 0, "write_safetensors ", path, ": close failed: ", std::strerror(errno));
-    PT_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "write_safetensors ", path, ": rename from ", tmp,
-             " failed: ", std::strerror(errno));
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
+  AtomicFile file(path);  // the target is replaced only once every byte is on disk
+  const uint64_t n = text.size();
+  file.write(&n, 8);
+  file.write(text);
+  for (auto& [name, t] : tensors) {
+    Tensor c = t.to(Device::cpu).contiguous();  // one tensor at a time: never the whole set in memory
+    if (c.nbytes() > 0) file.write(c.data_ptr(), c.nbytes());
   }
-  // Make the rename itself durable.
-  std::string folder = std::filesystem::path(path).parent_path().string();
-  int dfd = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  PT_CHECK(dfd >= 0, "write_safetensors ", path, ": cannot open folder ", folder,
-           " to fsync it: ", std::strerror(errno));
-  const int rc = ::fsync(dfd);
-  ::close(dfd);
-  PT_CHECK(rc == 0, "write_safetensors ", path, ": fsync of folder ", folder, " failed: ", std::strerror(errno));
+  file.commit();
 }
 
 }  // namespace pt::nn

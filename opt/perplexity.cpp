@@ -19,7 +19,8 @@ PerplexityResult evaluate_perplexity(OptForCausalLM& model, const std::vector<in
            " (max_position_embeddings of ", cfg.name, "); use seqlen <= ", cfg.max_position_embeddings);
   PT_CHECK(o.batch_size >= 1, "perplexity: batch_size ", o.batch_size, " must be at least 1");
   int64_t windows = int64_t(tokens.size()) / o.seqlen;
-  PT_CHECK(windows >= 1, "perplexity: ", tokens.size(), " tokens do not fill one window of ", o.seqlen);
+  PT_CHECK(windows >= 1, "perplexity: ", tokens.size(), " tokens", o.source.empty() ? std::string() : " (the text " + o.source + ")",
+           " do not fill one window of ", o.seqlen);
   if (o.max_windows > 0) windows = std::min(windows, o.max_windows);
 
   PT_NVTX_RANGE("eval/perplexity");

@@ -4,6 +4,7 @@
 // Every window predicts seqlen-1 tokens, so this equals SparseGPT's exp(sum(mean_i * seqlen) / (n * seqlen)).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -17,6 +18,7 @@ struct PerplexityOptions {
   int64_t batch_size = 1;         // windows per forward pass
   int64_t max_windows = 0;        // 0 = all windows (a smaller number gives a quick estimate)
   bool show_progress = true;
+  std::string source;             // where the tokens came from (a text file), named in errors
 };
 
 struct PerplexityResult {

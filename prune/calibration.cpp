@@ -1,14 +1,12 @@
 #include "prune/calibration.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "base/atomic_file.h"
 #include "nn/safetensors.h"
 
 namespace pt::prune {
@@ -90,29 +88,6 @@ Tensor read_text_windows(const std::string& path, int64_t vocab_size) {
   return Tensor::from_vector(ids32, {rows, seqlen});
 }
 
-// Writes `text` to path.tmp, fsyncs it and renames it over `path`, so a crash never leaves half a file.
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  PT_CHECK(fd >= 0, "write_calibration_windows ", path, ": cannot create ", tmp, ": ", std::strerror(errno));
-  size_t done = 0;
-  bool ok = true;
-  while (ok && done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) done += size_t(n);
-  }
-  const int saved_errno = errno;
-  ok = ok && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = ok ? errno : saved_errno;
-    ::unlink(tmp.c_str());
-    PT_FAIL("write_calibration_windows ", path, ": cannot write it: ", std::strerror(err));
-  }
-}
-
 }  // namespace
 
 std::vector<int64_t> calibration_window_starts(int64_t stream_length, int64_t nsamples, int64_t seqlen,
@@ -145,6 +120,9 @@ Tensor calibration_windows(std::span<const int32_t> tokens, const opt::OptConfig
     const int64_t seqlen = options.seqlen > 0 ? options.seqlen : config.max_position_embeddings;
     PT_CHECK(seqlen <= config.max_position_embeddings, "calibration: seqlen ", seqlen, " is longer than the context ",
              config.max_position_embeddings, " of ", config.name);
+    PT_CHECK(int64_t(tokens.size()) > seqlen, "calibration: ",
+             options.source.empty() ? std::string("the token stream") : "the text " + options.source, " gives ",
+             tokens.size(), " tokens, too few for calibration windows of ", seqlen, " (it needs more than ", seqlen, ")");
     return sample_calibration_windows(tokens, options.nsamples, seqlen, options.seed);
   }
   Tensor ids = read_calibration_windows(options.windows_file, config.vocab_size);
@@ -182,7 +160,7 @@ void write_calibration_windows(const std::string& path, const Tensor& ids,
     for (int64_t t = 0; t < seqlen; ++t) text << (t ? " " : "") << p[r * seqlen + t];
     text << "\n";
   }
-  write_file_atomically(path, text.str());
+  write_file_atomic(path, text.str());
 }
 
 }  // namespace pt::prune

@@ -43,6 +43,7 @@ struct CalibrationOptions {
   int64_t seqlen = 0;        // 0 = the model's context (max_position_embeddings)
   uint64_t seed = 0;
   std::string windows_file;  // not empty: read these windows instead of sampling (nsamples/seqlen/seed unused)
+  std::string source;        // where the token stream came from (a text file), named in errors
 };
 // The windows of a run: read from options.windows_file (ids checked against config.vocab_size, length against
 // the context), else sampled from `tokens`.

@@ -82,6 +82,12 @@ TEST(Calibration, BadArgumentsAreErrors) {
   expect_error([&] { sample_calibration_windows(stream, 0, 10, 0); }, "nsamples 0");
   expect_error([&] { sample_calibration_windows(stream, 4, 0, 0); }, "seqlen 0");
   expect_error([&] { sample_calibration_windows(stream, 4, 100, 0); }, "100 tokens is too short for windows of 100");
+  // The run-level entry point names the text the stream came from.
+  CalibrationOptions o;
+  o.seqlen = 64;
+  o.source = "data/short.txt";
+  expect_error([&] { calibration_windows(std::vector<int32_t>(64, 1), opt::opt_preset("tiny"), o); },
+               "the text data/short.txt gives 64 tokens, too few for calibration windows of 64");
 }
 
 TEST(Calibration, RunOptionsResolveAgainstTheModel) {

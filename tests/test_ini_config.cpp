@@ -1,6 +1,9 @@
 // Validated INI configuration: every bad input is one error naming file:line, the key and what is allowed.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 
 #include "config/ini_config.h"
@@ -88,6 +91,51 @@ TEST(IniConfig, OverridesReplaceFileValuesAndAreNamedInErrors) {
   c.apply_override("retrain.steps=-1");
   expect_error([&] { c.integer("retrain", "steps", 0, 0, 100); }, "--set retrain.steps=-1: [retrain] steps = -1: must be in [0, 100]");
   expect_error([&] { c.apply_override("steps=3"); }, "expected section.key=value");
+}
+
+// A folder is not an INI file: fopen succeeds on it and fread fails, which used to read as an empty file (and so
+// the default experiment ran).
+TEST(IniConfig, AFolderIsRefusedByName) {
+  const std::string dir = ::testing::TempDir() + "ini-config-folder-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  expect_error([&] { IniConfig::from_file(dir); }, "config " + dir + ": is a folder, not an INI file");
+  std::filesystem::remove_all(dir);
+}
+
+// inih reads C strings: a NUL byte used to cut its line short without a word ("0.5\0, 0.9" read as "0.5").
+TEST(IniConfig, ANulByteIsRefusedWithItsLine) {
+  const std::string text = std::string("[e]\narms = a:b\nsparsities = 0.5") + '\0' + ", 0.9\n";
+  expect_error([&] { IniConfig::from_string(text, "x.ini"); }, "x.ini:3: NUL byte");
+  const std::string path = ::testing::TempDir() + "ini-config-nul-" + std::to_string(::getpid()) + ".ini";
+  std::ofstream(path, std::ios::binary) << text;
+  expect_error([&] { IniConfig::from_file(path); }, path + ":3: NUL byte");
+  std::filesystem::remove(path);
+}
+
+// A range's values are counted before any is made: 0:0.9:1e-12 used to allocate gigabytes (bad_alloc), a
+// denormal step made the count infinite (undefined behaviour converting it to an integer).
+TEST(IniConfig, RangesWithTooManyValuesAreRefused) {
+  auto list = [](const std::string& value) {
+    return IniConfig::from_string("[p]\ns = " + value + "\n", "x.ini").number_list("p", "s", "", 0, 1);
+  };
+  ASSERT_EQ(list("0:0.999:0.001").size(), 1000u);  // the most allowed
+  const std::string allowed = "at most 1000 are allowed";  // IniConfig::kMaxListValues
+  std::vector<double> got;
+  try {
+    got = list("0:1:1e-4");
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("x.ini:2: [p] s = 0:1:1e-4: range 0:1:1e-4 has 10001 values; " + allowed),
+              std::string::npos) << e.what();
+  }
+  ASSERT_TRUE(got.empty()) << "a range of " << got.size() << " values was accepted";
+  expect_error([&] { list("0:0.9:1e-12"); }, "has 9e+11 values; " + allowed);
+  expect_error([&] { list("0:0.9:1e-320"); }, "has too many values; " + allowed);
+  expect_error([&] { list("0:0.6:0.001, 0.6:0.99:0.0005"); }, allowed);  // the limit counts every part of the list
+  std::string many;
+  for (int i = 0; i < 1001; ++i) many += (i ? ", " : "") + std::to_string(i / 2000.0);
+  IniConfig c = IniConfig::from_string("[p]\n", "x.ini");
+  c.apply_override("p.s=" + many);  // no line-length limit on the command line
+  expect_error([&] { c.number_list("p", "s", "", 0, 1); }, "lists more than 1000 values");
 }
 
 }  // namespace

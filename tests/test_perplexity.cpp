@@ -62,6 +62,9 @@ TEST(Perplexity, RejectsWindowsTheModelCannotScore) {
   o.seqlen = 32;
   std::vector<int32_t> few(20, 5);
   test::expect_error([&] { evaluate_perplexity(model, few, o); }, "do not fill one window");
+  o.source = "data/wiki.test.raw";  // too short a text is named, so the user knows which file to fix
+  test::expect_error([&] { evaluate_perplexity(model, few, o); },
+                     "20 tokens (the text data/wiki.test.raw) do not fill one window of 32");
   o.batch_size = 0;
   test::expect_error([&] { evaluate_perplexity(model, tokens, o); }, "batch_size");
 }

@@ -72,6 +72,36 @@ TEST_F(PretrainApp, KilledRunsResumeToTheSameResult) {
   EXPECT_NE(read_text_file(path("b.log")).find("resumed from"), std::string::npos);
 }
 
+// The end of a run is one commit: model.h5, which marks the run complete, appears only after loss.csv and
+// pretrain.json are written. A folder in loss.csv's place makes that write fail: the run must stop with the
+// run incomplete (it used to rename model.h5 into place first, exit 0 without loss.csv, and count as complete
+// ever after), and once the obstacle is gone the rerun finishes with what an uninterrupted run writes.
+TEST_F(PretrainApp, TheEndOfARunIsOneCommitWithTheCompletionMarkerLast) {
+  SKIP_WITHOUT_DATA();
+  const std::string ini = path("c.ini");
+  std::ofstream(ini) << tiny_config(path("out"));
+  const std::vector<std::string> cmd = {kPretrain, "--config", ini, "--no-progress", "--set", "train.steps=4"};
+  ASSERT_EQ(run(cmd, path("ref.log")), 0) << read_text_file(path("ref.log"));
+  const std::string reference_csv = read_text_file(path("out/loss.csv"));
+  ASSERT_NE(reference_csv.find("\n4,"), std::string::npos) << reference_csv;
+  fs::rename(path("out"), path("reference"));
+
+  fs::create_directories(path("out/loss.csv"));
+  EXPECT_NE(run(cmd, path("blocked.log")), 0) << read_text_file(path("blocked.log"));
+  EXPECT_NE(read_text_file(path("blocked.log")).find("loss.csv"), std::string::npos) << read_text_file(path("blocked.log"));
+  EXPECT_FALSE(fs::exists(path("out/model.h5"))) << "the run was marked complete before its outputs were written";
+  EXPECT_TRUE(fs::exists(path("out/checkpoint.h5")));
+
+  fs::remove(path("out/loss.csv"));
+  ASSERT_EQ(run(cmd, path("rerun.log")), 0) << read_text_file(path("rerun.log"));
+  EXPECT_TRUE(fs::exists(path("out/model.h5")));
+  EXPECT_FALSE(fs::exists(path("out/checkpoint.h5")));
+  EXPECT_EQ(read_text_file(path("out/loss.csv")), reference_csv);
+  EXPECT_TRUE(fs::exists(path("out/pretrain.json")));
+  for (const auto& e : fs::directory_iterator(path("out")))
+    EXPECT_NE(e.path().extension(), ".tmp") << e.path() << " was left behind";
+}
+
 TEST_F(PretrainApp, BadConfigurationsFailWithOneLineAndTouchNothing) {
   SKIP_WITHOUT_DATA();
   fs::create_directories(path("out"));

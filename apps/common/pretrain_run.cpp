@@ -2,11 +2,12 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "apps/common/run_log.h"
 #include "apps/common/sections.h"
+#include "base/atomic_file.h"
 #include "corpus/tokenizer.h"
 #include "corpus/wikitext_tokens.h"
 #include "tensor/error.h"
@@ -51,24 +52,21 @@ std::string run_pretraining(const std::string& config_path, const std::vector<st
               double(tokens) / 1e6, (long long)opts.eval_every, run.output.c_str());
   if (dry_run) return final_path;
 
-  fs::create_directories(run.output);
-  RunLog log(run.output + "/pretrain.log");
+  // Load and check everything first: bad input stops here with one line, and the output folder of an earlier
+  // run stays as it was.
   corpus::Gpt2Tokenizer tok(data.dir + "/opt-tokenizer/vocab.json", data.dir + "/opt-tokenizer/merges.txt");
   PT_CHECK(int64_t(tok.vocab_size()) <= mc.vocab_size, "config ", config_path, ": [model] vocab ", mc.vocab_size,
            " is smaller than the tokenizer's ", tok.vocab_size(), " ids");
   const corpus::WikiTextTokens train_ids =
       corpus::wikitext_tokens(tok, corpus::WikiTextSplit::Train, data.dir, data.cache_dir, data.train_path);
   const corpus::WikiTextTokens test_ids = corpus::wikitext_tokens(tok, corpus::WikiTextSplit::Test, data.dir, data.cache_dir);
-  if (!train_ids.note.empty()) log.line("note: " + train_ids.note);
-  for (const auto* t : {&train_ids, &test_ids})
-    if (!t->warning.empty()) log.line("warning: " + t->warning);
-  log.line("train tokens: " + std::to_string(train_ids.ids.size()) + " (" + train_ids.path + "), test tokens: " +
-           std::to_string(test_ids.ids.size()));
-
+  require_tokens(train_ids, 2 * opts.seqlen, "two training windows of " + std::to_string(opts.seqlen) + " ([train] seqlen)");
+  const int64_t eval_seqlen = eval.seqlen > 0 ? eval.seqlen : opts.seqlen;
+  require_tokens(test_ids, eval_seqlen, "one evaluation window of " + std::to_string(eval_seqlen) + " ([eval] seqlen)");
   auto model = build_model(model_section, run.device, run.seed);
   opts.seed = run.seed;
   opts.adamw.kernel = adamw_kernel_for(run.kernels, run.device);
-  opts.eval_seqlen = eval.seqlen > 0 ? eval.seqlen : opts.seqlen;
+  opts.eval_seqlen = eval_seqlen;
   opts.eval_batch = eval.batch;
   opts.eval_windows = eval.periodic_windows;
   opts.final_eval_windows = eval.windows;
@@ -76,21 +74,32 @@ std::string run_pretraining(const std::string& config_path, const std::vector<st
   opts.run_config = ini.resolved();
   opts.stage = "pretrain";
   opts.show_progress = show_progress;
-  opts.log = [&](const std::string& s) { log.line(s); };
-
   if (fs::exists(final_path)) {
     nn::LoadOptions lo;
     lo.load_optimizer = false;
     const nn::Checkpoint done = nn::load_checkpoint(final_path, lo);
     PT_CHECK(done.run_config == opts.run_config, final_path, " was made by another configuration; remove it or choose another [run] output");
+  }
+
+  // From here on the run writes into its output folder.
+  fs::create_directories(run.output);
+  RunLog log(run.output + "/pretrain.log");
+  opts.log = [&](const std::string& s) { log.line(s); };
+  if (!train_ids.note.empty()) log.line("note: " + train_ids.note);
+  for (const auto* t : {&train_ids, &test_ids})
+    if (!t->warning.empty()) log.line("warning: " + t->warning);
+  if (fs::exists(final_path)) {
     log.line("already complete: " + final_path + " (remove it to train again)");
     return final_path;
   }
+  log.line("train tokens: " + std::to_string(train_ids.ids.size()) + " (" + train_ids.path + "), test tokens: " +
+           std::to_string(test_ids.ids.size()));
   const train::TrainResult r = train::train_model(*model, train::all_parameters(*model), train_ids.ids, test_ids.ids, opts);
 
-  // The finished model: the last checkpoint renamed (atomic), so model.h5 always means "complete".
-  fs::rename(opts.checkpoint_path, final_path);
-  std::ofstream csv(run.output + "/loss.csv");
+  // The end of the run is one commit: every output is written atomically, and model.h5 (the last checkpoint
+  // renamed), which marks the run complete, comes last. A kill before that rename leaves an unfinished run
+  // whose rerun resumes from checkpoint.h5 at the last step and writes the same files again.
+  std::ostringstream csv;
   csv.precision(9);  // enough digits to compare runs (resumed vs uninterrupted) exactly
   csv << "step,loss,lr,grad_norm,test_perplexity\n";
   size_t e = 0;
@@ -100,7 +109,7 @@ std::string run_pretraining(const std::string& config_path, const std::vector<st
     if (e < r.evals.size() && r.evals[e].step == s.step) csv << r.evals[e].perplexity;
     csv << "\n";
   }
-  csv.close();
+  write_file_atomic(run.output + "/loss.csv", csv.str());
   nlohmann::json summary = {{"config", config_path},
                             {"model", mc.describe()},
                             {"parameters", mc.num_parameters()},
@@ -113,8 +122,9 @@ std::string run_pretraining(const std::string& config_path, const std::vector<st
                             {"seconds_this_process", r.seconds},
                             {"tokens_per_second", r.tokens_per_second},
                             {"resumed_from_step", r.resumed_from}};
-  std::ofstream(run.output + "/pretrain.json") << summary.dump(2) << "\n";
+  write_file_atomic(run.output + "/pretrain.json", summary.dump(2) + "\n");
   plot_loss_curve(run.output + "/loss.csv", run.output + "/loss.png", log);
+  rename_durably(opts.checkpoint_path, final_path);
   char line[256];
   std::snprintf(line, sizeof line, "done: test perplexity %.2f after %lld steps (%.1fM tokens) in %s (%.0f tok/s) -> %s",
                 r.final_perplexity(), (long long)opts.steps, double(tokens) / 1e6, format_duration(r.seconds).c_str(),

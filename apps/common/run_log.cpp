@@ -5,6 +5,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "base/atomic_file.h"
 #include "tensor/error.h"
 
 namespace pt::app {
@@ -31,23 +32,23 @@ void plot_loss_curve(const std::string& csv, const std::string& png, RunLog& log
     log.line("note: gnuplot not found; no " + png + " (install gnuplot-nox, or plot " + csv + ")");
     return;
   }
-  // The script goes through a file, so no shell quoting touches gnuplot's $5.
+  // The script goes through a file, so no shell quoting touches gnuplot's $5; gnuplot draws into the
+  // temporary of an atomic write, so a complete plot replaces the old one.
+  AtomicFile plot(png);
+  const std::string script =
+      "set terminal pngcairo size 900,500 noenhanced\nset output '" + plot.temp_path() + "'\n"
+      "set datafile separator ','\nset key top right\nset xlabel 'step'\nset ylabel 'training loss'\n"
+      "set y2label 'test perplexity'\nset y2tics\nset logscale y2\nset grid\n"
+      "plot '" + csv + "' every ::1 using 1:2 with lines title 'training loss', \\\n"
+      "     '' every ::1 using 1:($5 > 0 ? $5 : 1/0) axes x1y2 with linespoints pt 7 title 'test perplexity'\n";
   const std::string script_path = png + ".gp";
-  std::FILE* f = std::fopen(script_path.c_str(), "w");
-  if (!f) {
-    log.line("warning: cannot write " + script_path + "; no plot");
+  write_file_atomic(script_path, script);
+  const std::string cmd = "gnuplot '" + script_path + "' 2>&1";
+  if (std::system(cmd.c_str()) != 0) {
+    log.line("warning: gnuplot failed to draw " + png);
     return;
   }
-  std::fprintf(f,
-               "set terminal pngcairo size 900,500 noenhanced\nset output '%s'\nset datafile separator ','\n"
-               "set key top right\nset xlabel 'step'\nset ylabel 'training loss'\nset y2label 'test perplexity'\n"
-               "set y2tics\nset logscale y2\nset grid\n"
-               "plot '%s' every ::1 using 1:2 with lines title 'training loss', \\\n"
-               "     '' every ::1 using 1:($5 > 0 ? $5 : 1/0) axes x1y2 with linespoints pt 7 title 'test perplexity'\n",
-               png.c_str(), csv.c_str());
-  std::fclose(f);
-  const std::string cmd = "gnuplot '" + script_path + "' 2>&1";
-  if (std::system(cmd.c_str()) != 0) log.line("warning: gnuplot failed to draw " + png);
+  plot.commit();
 }
 
 }  // namespace pt::app

@@ -82,8 +82,10 @@ std::unique_ptr<opt::OptForCausalLM> build_model(const ModelSection& m, Device d
   const nn::Checkpoint ck = nn::load_checkpoint(m.weights, lo);
   opt::OptConfig c = opt::parse_hf_config(ck.model_config, m.weights + " (model_config)");
   c.dropout = m.config.dropout;
-  PT_CHECK(m.preset == "custom" || c.same_architecture(m.config), "checkpoint ", m.weights, " holds ", c.describe(),
-           ", not the preset ", m.config.describe());
+  // Its shape must be the one the configuration describes (a preset, or [model] preset = custom with its keys):
+  // the plan, the identity of the run's stages and every check made against the configuration assume it.
+  PT_CHECK(c.same_architecture(m.config), "[model] weights = ", m.weights, " holds ", c.describe(), ", but [model] preset = ",
+           m.preset, " describes ", m.config.describe());
   auto model = std::make_unique<opt::OptForCausalLM>(c, device, seed);
   train::load_model_checkpoint(*model, ck);
   return model;
@@ -97,6 +99,11 @@ DataSection read_data_section(config::IniConfig& ini) {
   if (!std::filesystem::is_directory(d.dir)) ini.fail("data", "dir", "no such folder (expected wikitext-2-raw/ and opt-tokenizer/ inside)");
   if (!d.train_path.empty() && !std::filesystem::is_regular_file(d.train_path)) ini.fail("data", "train_path", "no such file");
   return d;
+}
+
+void require_tokens(const corpus::WikiTextTokens& text, int64_t needed, const std::string& purpose) {
+  PT_CHECK(int64_t(text.ids.size()) >= needed, "the text ", text.path, " gives ", text.ids.size(), " tokens, too few for ",
+           purpose, ": it needs at least ", needed);
 }
 
 train::TrainOptions read_train_section(config::IniConfig& ini, const std::string& s, const train::TrainOptions& def,

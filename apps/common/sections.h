@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/ini_config.h"
+#include "corpus/wikitext_tokens.h"
 #include "nn/adamw.h"
 #include "opt/model.h"
 #include "train/trainer.h"
@@ -46,6 +47,8 @@ struct DataSection {
   std::string cache_dir = "cache";
 };
 DataSection read_data_section(config::IniConfig& ini);
+// Stops with one line naming the text file when it gives fewer than `needed` tokens for `purpose`.
+void require_tokens(const corpus::WikiTextTokens& text, int64_t needed, const std::string& purpose);
 
 // [train]-style section (also [retrain]): fills the trainer's options except paths and logging.
 train::TrainOptions read_train_section(config::IniConfig& ini, const std::string& section,

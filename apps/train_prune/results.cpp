@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "apps/common/atomic_file.h"
+#include "base/atomic_file.h"
 #include "prune/sequential.h"
 
 namespace pt::app {
@@ -126,8 +126,9 @@ void write_results(const std::string& dir, const Plan& plan, const std::vector<R
     for (size_t i = 0; i < ticks.size(); i += 2) half.push_back(ticks[i]);
     ticks = half;
   }
+  AtomicFile png(dir + "/results.png");  // gnuplot draws into the temporary; a complete plot replaces the old one
   std::ostringstream gp;
-  gp << "set terminal pngcairo size 1100,560 noenhanced\nset output '" << dir << "/results.png'\n"
+  gp << "set terminal pngcairo size 1100,560 noenhanced\nset output '" << png.temp_path() << "'\n"
      << "set logscale y\nset autoscale yfix\nset offsets 0, 0, graph 0.05, graph 0.05\nset grid\n"
      << "set key outside right top\nset xlabel 'sparsity'\nset ylabel 'perplexity (WikiText-2 test, log scale)'\n";
   if (ticks.size() >= 2) {
@@ -142,7 +143,11 @@ void write_results(const std::string& dir, const Plan& plan, const std::vector<R
        << plan.arms[i].label << "'";
   gp << "\n";
   write_file_atomic(dir + "/results.gp", gp.str());
-  if (std::system(("gnuplot '" + dir + "/results.gp' 2>&1").c_str()) != 0) log.line("warning: gnuplot failed on results.gp");
+  if (std::system(("gnuplot '" + dir + "/results.gp' 2>&1").c_str()) != 0) {
+    log.line("warning: gnuplot failed on results.gp");
+    return;
+  }
+  png.commit();
 }
 
 }  // namespace pt::app

@@ -7,7 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "apps/common/atomic_file.h"
+#include "base/atomic_file.h"
+#include "corpus/sha256.h"
 #include "opt/perplexity.h"
 #include "tensor/error.h"
 #include "tensor/nvtx.h"
@@ -38,7 +39,11 @@ json to_json(const StageRecord& r) {
           {"reconstruction_error", std::isfinite(r.reconstruction_error) ? json(r.reconstruction_error) : json(nullptr)},
           {"trained_parameters", r.trained_parameters},
           {"total_parameters", r.total_parameters},
-          {"final_train_loss", r.final_train_loss}};
+          {"final_train_loss", r.final_train_loss},
+          {"identity", r.identity},
+          {"inputs", r.inputs},
+          {"checkpoint_bytes", r.checkpoint_bytes},
+          {"checkpoint_sha256", r.checkpoint_sha256}};
 }
 
 StageRecord from_json(const json& j) {
@@ -57,6 +62,10 @@ StageRecord from_json(const json& j) {
   r.trained_parameters = j.at("trained_parameters");
   r.total_parameters = j.at("total_parameters");
   r.final_train_loss = j.at("final_train_loss");
+  r.identity = j.value("identity", std::string());  // "" in records of builds before stage identities
+  if (j.contains("inputs")) r.inputs = j.at("inputs").get<StageInputs>();
+  r.checkpoint_bytes = j.value("checkpoint_bytes", int64_t(0));
+  r.checkpoint_sha256 = j.value("checkpoint_sha256", std::string());
   return r;
 }
 
@@ -72,7 +81,16 @@ double measured_sparsity(opt::OptForCausalLM& model) {
   return total > 0 ? pruned / total : 0.0;
 }
 
-StageRunner::StageRunner(RunContext ctx) : ctx_(std::move(ctx)) { fs::create_directories(ctx_.output + "/stages"); }
+StageRunner::StageRunner(RunContext ctx) : ctx_(std::move(ctx)) {
+  for (const Stage& st : ctx_.plan->stages) {  // parents come first
+    inputs_[st.key] = stage_inputs(st.op.kind, ctx_.facts);
+    identity_[st.key] = stage_identity(st.parent.empty() ? "" : identity_.at(st.parent), st.key, inputs_[st.key]);
+  }
+  if (ctx_.dense_model) {
+    model_ = std::move(ctx_.dense_model);
+    model_key_ = ctx_.plan->stages.front().key;
+  }
+}
 
 std::string StageRunner::record_path(const std::string& key) const {
   return ctx_.output + "/stages/" + ctx_.plan->stage(key).id + ".json";
@@ -80,24 +98,73 @@ std::string StageRunner::record_path(const std::string& key) const {
 std::string StageRunner::checkpoint_path(const std::string& key) const {
   return ctx_.output + "/stages/" + ctx_.plan->stage(key).id + ".h5";
 }
-bool StageRunner::is_complete(const std::string& key) const {
-  return fs::exists(record_path(key)) && fs::exists(checkpoint_path(key));
+std::string StageRunner::train_checkpoint_path(const std::string& key) const {
+  return ctx_.output + "/stages/" + ctx_.plan->stage(key).id + ".train.h5";
+}
+std::string StageRunner::train_run_config(const Stage& stage) const {
+  return "stage: " + stage.key + "\nidentity: " + identity_.at(stage.key) + "\n" + inputs_text(inputs_.at(stage.key));
+}
+
+void StageRunner::verify_checkpoint(const StageRecord& rec) const {
+  const std::string path = checkpoint_path(rec.key);
+  const std::string fix = "; remove it and " + record_path(rec.key) + " to recompute the stage";
+  std::error_code ec;
+  const auto bytes = fs::file_size(path, ec);
+  PT_CHECK(!ec, "checkpoint ", path, " of stage '", rec.key, "' cannot be read (", ec.message(), ")", fix);
+  PT_CHECK(int64_t(bytes) == rec.checkpoint_bytes, "checkpoint ", path, " of stage '", rec.key, "' is damaged: ", bytes,
+           " bytes, but its record says ", rec.checkpoint_bytes, fix);
+  PT_CHECK(corpus::sha256_file_hex(path) == rec.checkpoint_sha256, "checkpoint ", path, " of stage '", rec.key,
+           "' is damaged: its sha256 differs from the one recorded when it was written", fix);
+}
+
+size_t StageRunner::verify_completed() {
+  const std::string redo = "; choose another [run] output, or remove " + ctx_.output + "/stages to recompute";
+  for (const Stage& st : ctx_.plan->stages) {
+    const std::string rec_path = record_path(st.key);
+    if (fs::exists(rec_path) && fs::exists(checkpoint_path(st.key))) {
+      std::ifstream in(rec_path);
+      json j;
+      StageRecord rec;
+      try {
+        j = json::parse(in);
+        rec = from_json(j);
+      } catch (const json::exception& e) {
+        PT_FAIL("stage record ", rec_path, " is damaged (", e.what(), "); remove it to recompute the stage");
+      }
+      PT_CHECK(rec.key == st.key, "stage record ", rec_path, " belongs to stage '", rec.key, "', not '", st.key, "'");
+      PT_CHECK(!rec.identity.empty(), "stage record ", rec_path, " of stage '", st.key,
+               "' was written by an older build and does not say which settings and data made it", redo);
+      if (rec.identity != identity_.at(st.key)) {
+        const std::string change = describe_change(rec.inputs, inputs_.at(st.key));
+        PT_CHECK(!change.empty(), "stage '", st.key, "' in ", ctx_.output, " was made from another version of stage '",
+                 st.parent, "' (whose record is gone)", redo);
+        PT_FAIL("stage '", st.key, "' in ", ctx_.output, " was made with other inputs: ", change, redo);
+      }
+      verify_checkpoint(rec);
+      complete_[st.key] = rec;
+      continue;
+    }
+    // An unfinished retraining stage resumes from its mid-stage checkpoint only if that was made by this stage.
+    const std::string partial = train_checkpoint_path(st.key);
+    if (st.op.kind != StageOp::Kind::retrain || !fs::exists(partial)) continue;
+    nn::LoadOptions lo;
+    lo.load_optimizer = false;
+    const std::string made_by = nn::load_checkpoint(partial, lo).run_config;
+    if (made_by == train_run_config(st)) continue;
+    // Written by this build for a stage: "stage: KEY", "identity: ID", then its inputs, one per line.
+    const size_t body = made_by.rfind("stage: ", 0) == 0 ? made_by.find('\n', made_by.find('\n') + 1) : std::string::npos;
+    const std::string change =
+        body == std::string::npos ? "" : describe_change(inputs_from_text(made_by.substr(body + 1)), inputs_.at(st.key));
+    PT_FAIL("mid-stage checkpoint ", partial, " of stage '", st.key, "' was made with other inputs",
+            change.empty() ? std::string() : ": " + change,
+            "; remove it to start the stage afresh, or choose another [run] output");
+  }
+  return complete_.size();
 }
 
 StageRecord StageRunner::ensure(const std::string& key) {
   const Stage& stage = ctx_.plan->stage(key);
-  if (is_complete(key)) {
-    std::ifstream in(record_path(key));
-    json j;
-    try {
-      j = json::parse(in);
-    } catch (const json::exception& e) {
-      PT_FAIL("stage record ", record_path(key), " is damaged (", e.what(), "); remove it to recompute the stage");
-    }
-    PT_CHECK(j.value("key", "") == key, "stage record ", record_path(key), " belongs to stage '", j.value("key", ""),
-             "', not '", key, "'");
-    return from_json(j);
-  }
+  if (const auto it = complete_.find(key); it != complete_.end()) return it->second;
   if (!stage.parent.empty()) ensure(stage.parent);
   return run_stage(stage);
 }
@@ -156,6 +223,9 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   rec.key = stage.key;
   rec.id = stage.id;
   rec.reconstruction_error = NAN;
+  rec.identity = identity_.at(stage.key);
+  rec.inputs = inputs_.at(stage.key);
+  fs::create_directories(ctx_.output + "/stages");
   ctx_.log->line("stage " + stage.id + ": " + stage.key);
   const auto start = std::chrono::steady_clock::now();
   if (stage.op.kind == StageOp::Kind::dense) {
@@ -183,8 +253,8 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
       rec.total_parameters = sel.total;
       if (!sel.params.empty() && ctx_.retrain.steps > 0) {
         train::TrainOptions to = ctx_.retrain;
-        to.checkpoint_path = ctx_.output + "/stages/" + stage.id + ".train.h5";
-        to.run_config = ctx_.run_config + "\n# stage: " + stage.key + "\n";
+        to.checkpoint_path = train_checkpoint_path(stage.key);
+        to.run_config = train_run_config(stage);  // a resume checks it: only this very stage continues
         to.stage = "retrain";
         // Every retraining stage draws its own batches (and dropout): seeded by the run's seed and the stage,
         // so an iterative chain does not see the same windows at every step of the schedule.
@@ -214,8 +284,11 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
                   double(saved.parameter_bytes_stored) / 1e6, double(saved.parameter_bytes_dense) / 1e6);
     ctx_.log->line(size);
   }
+  rec.checkpoint_bytes = saved.file_bytes;
+  rec.checkpoint_sha256 = corpus::sha256_file_hex(checkpoint_path(stage.key));
   write_file_atomic(record_path(stage.key), to_json(rec).dump(2) + "\n");
-  fs::remove(ctx_.output + "/stages/" + stage.id + ".train.h5");
+  complete_[stage.key] = rec;
+  fs::remove(train_checkpoint_path(stage.key));
   model_key_ = stage.key;
   char line[256];
   std::snprintf(line, sizeof line, "stage %s done: perplexity %.3f, sparsity %.4f, %.1fs (+%.1fs eval)", stage.id.c_str(),

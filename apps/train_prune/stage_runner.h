@@ -3,12 +3,18 @@
 // run skips every finished stage and redoes only the one that was cut short (a retraining stage continues
 // from its own mid-stage checkpoint, bit-identically).
 //
+// A finished stage is reused only when it is the stage this run would compute: its record holds its identity
+// (stage_identity.h: the chain plus every setting and data checksum it depends on) and the size and sha256 of
+// its checkpoint. verify_completed() checks both for every finished stage before the run writes anything, and
+// stops with one line saying what changed (a setting, a data file) or which checkpoint is damaged.
+//
 // The model in memory follows the chain being worked on; a stage whose parent is not in memory starts from
 // the parent's checkpoint (or from the model source for the dense stage). Checkpoints hold f32 weights and
 // masks exactly, so a resumed run computes what an uninterrupted one does.
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +22,7 @@
 #include "apps/common/run_log.h"
 #include "apps/common/sections.h"
 #include "apps/train_prune/plan.h"
+#include "apps/train_prune/stage_identity.h"
 #include "nn/checkpoint.h"
 #include "nn/linear_kernel.h"
 #include "prune/pattern.h"
@@ -34,6 +41,10 @@ struct StageRecord {
   double reconstruction_error = 0;  // prune stages (summed over matrices; NaN if not measured)
   int64_t trained_parameters = 0, total_parameters = 0;  // retrain stages
   double final_train_loss = 0;   // retrain stages
+  std::string identity;          // stage_identity() of the stage that made this record
+  StageInputs inputs;            // ... and its inputs, so a mismatch can be explained
+  int64_t checkpoint_bytes = 0;  // the stage's checkpoint as written: a rerun relies on it being intact
+  std::string checkpoint_sha256;
 };
 
 struct RunContext {
@@ -55,25 +66,38 @@ struct RunContext {
   nn::SaveOptions save;
   bool show_progress = true;
   RunLog* log = nullptr;
+  RunFacts facts;                            // what the stages' identities are made of
+  std::unique_ptr<opt::OptForCausalLM> dense_model;  // the model as loaded (and checked) at the start, or null
 };
 
 class StageRunner {
  public:
-  explicit StageRunner(RunContext ctx);
+  explicit StageRunner(RunContext ctx);  // writes nothing
+  // Reads the record of every stage of the plan that has one and checks it against this run: identity (else
+  // "what changed"), checkpoint size and sha256 (else "damaged"), and a leftover mid-stage checkpoint of an
+  // unfinished stage. Throws pt::Error with one line; returns the number of stages found complete.
+  size_t verify_completed();
   // The stage's record, computing it (and its missing ancestors) first when needed.
   StageRecord ensure(const std::string& key);
-  bool is_complete(const std::string& key) const;
+  bool is_complete(const std::string& key) const { return complete_.count(key) > 0; }
+  void set_log(RunLog* log) { ctx_.log = log; }  // before the first stage runs
   std::string checkpoint_path(const std::string& key) const;
   // The model as that stage left it (loaded from its checkpoint when not in memory).
   opt::OptForCausalLM& model_at(const std::string& key);
 
  private:
   std::string record_path(const std::string& key) const;
+  std::string train_checkpoint_path(const std::string& key) const;
+  std::string train_run_config(const Stage& stage) const;  // what a mid-stage checkpoint must have been made with
+  void verify_checkpoint(const StageRecord& rec) const;     // size and sha256 as recorded
   void bring_model_to(const std::string& key);
   StageRecord run_stage(const Stage& stage);
   double evaluate(StageRecord& rec);
 
   RunContext ctx_;
+  std::map<std::string, std::string> identity_;   // stage key -> identity
+  std::map<std::string, StageInputs> inputs_;     // stage key -> inputs
+  std::map<std::string, StageRecord> complete_;   // verified records, by key
   std::unique_ptr<opt::OptForCausalLM> model_;
   std::string model_key_;  // the stage the in-memory model is at ("" = none)
 };
