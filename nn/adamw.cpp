@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "nn/adamw_cpu.h"
 #include "tensor/nvtx.h"
 #include "tensor/ops.h"
 
@@ -112,9 +113,6 @@ void AdamW::step(double lr, AdamWKernel kernel) {
     if (kernel == AdamWKernel::reference)
       PT_CHECK(!p.is_cuda(), "AdamW::step: kernel 'reference' runs on CPU tensors only; ", label(i), " is ",
                p.describe(), " (use 'unfused' or 'fused' on CUDA)");
-    if (kernel == AdamWKernel::fused)
-      PT_CHECK(p.is_cuda(), "AdamW::step: kernel 'fused' needs CUDA tensors; ", label(i), " is ", p.describe(),
-               " (use 'unfused' or 'reference' on the CPU)");
     active.push_back(i);
   }
   autograd::NoGradGuard no_grad;
@@ -131,8 +129,7 @@ void AdamW::step(double lr, AdamWKernel kernel) {
 // kernels. Matching torch's rounding points keeps the three kernels within 1e-6 over hundreds of steps.
 void AdamW::step_reference(double lr, const std::vector<size_t>& active) {
   PT_NVTX_RANGE("train/adamw_reference");
-  const double w1 = float(1.0 - config_.beta1), b2 = float(config_.beta2), w2 = float(1.0 - config_.beta2);
-  const double eps = float(config_.eps);
+  const detail::AdamWCpuHyper h(config_.beta1, config_.beta2, config_.eps);
   for (size_t i : active) {
     Slot& s = slots_[i];
     const Tensor g = s.var.grad().contiguous();
@@ -147,14 +144,7 @@ void AdamW::step_reference(double lr, const std::vector<size_t>& active) {
     const double step_size = float(lr / bc1);
     for (int64_t k = 0, n = s.m.numel(); k < n; ++k) {
       if (keep && !keep[k]) { p[k] = 0.0f; m[k] = 0.0f; v[k] = 0.0f; continue; }
-      const double gk = gp[k];
-      const float p1 = float(p[k] * decay);                     // p.mul_(1 - lr*wd)
-      const float m1 = float(m[k] + w1 * (gk - m[k]));          // m.lerp_(g, 1 - beta1)
-      const float v1 = float(float(v[k] * b2) + w2 * gk * gk);  // v.mul_(beta2).addcmul_(g, g, 1 - beta2)
-      const double denom = std::sqrt(double(v1)) / bc2_sqrt + eps;
-      p[k] = float(p1 - step_size * (m1 / denom));              // p.addcdiv_(m, denom, -lr/bc1)
-      m[k] = m1;
-      v[k] = v1;
+      detail::adamw_reference_element(p[k], gp[k], m[k], v[k], h, decay, step_size, bc2_sqrt);
     }
   }
 }
@@ -188,12 +178,12 @@ void AdamW::step_unfused(double lr, const std::vector<size_t>& active) {
   }
 }
 
+// One pass over all parameters: the multi-tensor CUDA kernel for CUDA tensors, the threaded, vectorised CPU
+// loop (bit-identical to the reference) for CPU tensors.
 void AdamW::step_fused(double lr, const std::vector<size_t>& active) {
-#if PT_CUDA
   PT_NVTX_RANGE("train/adamw_fused");
-  std::vector<detail::AdamWFusedTensor> tensors;
-  tensors.reserve(active.size());
-  std::vector<Tensor> grads;  // keeps contiguous copies (if any) alive until the launch is queued
+  std::vector<detail::AdamWFusedTensor> on_cpu, on_cuda;
+  std::vector<Tensor> grads;  // keeps contiguous copies (if any) alive until the step is done / queued
   grads.reserve(active.size());
   for (size_t i : active) {
     Slot& s = slots_[i];
@@ -210,13 +200,14 @@ void AdamW::step_fused(double lr, const std::vector<size_t>& active) {
     t.decay = float(1.0 - lr * s.weight_decay);
     t.step_size = float(lr / bc1);
     t.bc2_sqrt = float(bc2_sqrt);
-    tensors.push_back(t);
+    (s.m.is_cuda() ? on_cuda : on_cpu).push_back(t);
   }
-  detail::adamw_fused_step(tensors, config_.beta1, config_.beta2, config_.eps, fused_cache_);
+  if (!on_cpu.empty()) detail::adamw_cpu_step(on_cpu, detail::AdamWCpuHyper(config_.beta1, config_.beta2, config_.eps));
+  if (on_cuda.empty()) return;
+#if PT_CUDA
+  detail::adamw_fused_step(on_cuda, config_.beta1, config_.beta2, config_.eps, fused_cache_);
 #else
-  (void)lr;
-  (void)active;
-  PT_FAIL("AdamW::step: kernel 'fused' needs a CUDA build (this one is CPU-only); use 'unfused' or 'reference'");
+  PT_FAIL("AdamW::step: CUDA parameters in a CPU-only build");
 #endif
 }
 

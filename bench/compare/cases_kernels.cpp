@@ -46,7 +46,7 @@ class AdamWCase : public CompareCase {
       total += v.data().numel();
     }
     nn::AdamWConfig cfg;
-    cfg.kernel = nn::parse_adamw_kernel(p.value("kernel", std::string(dev == Device::cuda ? "fused" : "reference")));
+    cfg.kernel = nn::parse_adamw_kernel(p.value("kernel", std::string("fused")));
     opt_ = std::make_unique<nn::AdamW>(std::vector<nn::AdamWParamGroup>{decay, no_decay}, cfg);
     if (p.value("masked", false)) {
       // Masks go on the decoder Linear weights: the 2-D tensors other than the two embeddings.

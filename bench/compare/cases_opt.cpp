@@ -50,7 +50,7 @@ class TrainStepCase : public CompareCase {
       grads_.push_back(tp.var);
     }
     nn::AdamWConfig cfg;
-    cfg.kernel = dev == Device::cuda ? nn::AdamWKernel::fused : nn::AdamWKernel::reference;
+    cfg.kernel = nn::AdamWKernel::fused;  // what train_prune uses (kernels = fused)
     adamw_ = std::make_unique<nn::AdamW>(std::vector<nn::AdamWParamGroup>{decay, no_decay}, cfg);
     lr_ = p.value("lr", 1e-5);
     autocast_ = p.value("autocast_bf16", false) && dev == Device::cuda;
