@@ -269,8 +269,36 @@ def main():
     if args.only:
         rows = [r for r in rows if any(s in r["name"] for s in args.only)]
     load_before = os.getloadavg()
+    machine = machine_info()  # at the start: the commit the workers were built from (or close to it)
     started = time.time()
+    date = datetime.date.today().isoformat()
+    out = args.out or (os.path.join(build, "compare-quick") if args.quick
+                       else os.path.join(ROOT, "bench", "results", f"compare-{args.device}-{date}"))
+    os.makedirs(out, exist_ok=True)
     results = []
+
+    def write_results():  # after every row, so an interrupted run keeps what it measured
+        meta = {"date": date, "device": args.device, "device_name": device_name, "threads_per_side": threads,
+                "quick": args.quick, "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+                "machine": machine, "pytorch": hello["pytorch"].get("version"),
+                "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                "seconds": round(time.time() - started, 1), "rows_done": len(results), "rows_planned": len(rows)}
+        text = table(results, args.device, peak)
+        header = (f"# make compare --device {args.device}{' --quick' if args.quick else ''}\n\n"
+                  f"{meta['date']}, {device_name}, {threads} threads per side, PyTorch {meta['pytorch']}, "
+                  f"commit {machine.get('commit', '?')}; load average {load_before[0]:.2f} before, "
+                  f"{meta['load_average_after'][0]:.2f} after; {meta['seconds']:.0f} s; "
+                  f"{len(results)} of {len(rows)} rows.\n"
+                  "Times are per iteration of the timed loop (min / median over interleaved rounds); ratios are "
+                  "project / PyTorch of the minimums.\n\n")
+        for path, body in (("results.md", header + text + "\n"),
+                           ("results.json", json.dumps({"meta": meta, "rows": results}, indent=1) + "\n")):
+            tmp = os.path.join(out, path + ".tmp")
+            with open(tmp, "w") as f:
+                f.write(body)
+            os.replace(tmp, os.path.join(out, path))
+        return header, text
+
     for row in rows:
         print(f"compare: {row['name']} ...", file=sys.stderr, flush=True)
         results.append(run_row(row, sides, args.rounds, args.device))
@@ -280,34 +308,14 @@ def main():
                   file=sys.stderr, flush=True)
         else:
             print(f"  FAILED: {'; '.join(r['errors'])}", file=sys.stderr, flush=True)
+        write_results()
     for s in sides:
         s.close()
 
-    date = datetime.date.today().isoformat()
-    out = args.out or (os.path.join(build, "compare-quick") if args.quick
-                       else os.path.join(ROOT, "bench", "results", f"compare-{args.device}-{date}"))
-    os.makedirs(out, exist_ok=True)
-    meta = {"date": date, "device": args.device, "device_name": device_name, "threads_per_side": threads,
-            "quick": args.quick, "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
-            "machine": machine_info(), "pytorch": hello["pytorch"].get("version"),
-            "load_average_before": load_before, "load_average_after": os.getloadavg(),
-            "seconds": round(time.time() - started, 1)}
-    text = table(results, args.device, peak)
+    header, text = write_results()
     failed = [r["name"] for r in results if r["status"] != "ok"]
     missed = [r["name"] for r in results if r["status"] == "ok" and not r["verdict"].startswith(("meets", "faster",
                                                                                                    "on par"))]
-    header = (f"# make compare --device {args.device}{' --quick' if args.quick else ''}\n\n"
-              f"{meta['date']}, {device_name}, {threads} threads per side, PyTorch {meta['pytorch']}, "
-              f"commit {meta['machine'].get('commit', '?')}; load average {load_before[0]:.2f} before, "
-              f"{meta['load_average_after'][0]:.2f} after; {meta['seconds']:.0f} s.\n"
-              "Times are per iteration of the timed loop (min / median over interleaved rounds); ratios are "
-              "project / PyTorch of the minimums.\n\n")
-    for path, body in (("results.md", header + text + "\n"),
-                       ("results.json", json.dumps({"meta": meta, "rows": results}, indent=1) + "\n")):
-        tmp = os.path.join(out, path + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(body)
-        os.replace(tmp, os.path.join(out, path))
     print(header + text)
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed"
           + (f"; slower than the goal: {', '.join(missed)}" if missed else "") + f"  (results in {out})")
