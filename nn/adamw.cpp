@@ -129,7 +129,8 @@ void AdamW::step(double lr, AdamWKernel kernel) {
 // kernels. Matching torch's rounding points keeps the three kernels within 1e-6 over hundreds of steps.
 void AdamW::step_reference(double lr, const std::vector<size_t>& active) {
   PT_NVTX_RANGE("train/adamw_reference");
-  const detail::AdamWCpuHyper h(config_.beta1, config_.beta2, config_.eps);
+  const double w1 = float(1.0 - config_.beta1), b2 = float(config_.beta2), w2 = float(1.0 - config_.beta2);
+  const double eps = float(config_.eps);
   for (size_t i : active) {
     Slot& s = slots_[i];
     const Tensor g = s.var.grad().contiguous();
@@ -144,7 +145,14 @@ void AdamW::step_reference(double lr, const std::vector<size_t>& active) {
     const double step_size = float(lr / bc1);
     for (int64_t k = 0, n = s.m.numel(); k < n; ++k) {
       if (keep && !keep[k]) { p[k] = 0.0f; m[k] = 0.0f; v[k] = 0.0f; continue; }
-      detail::adamw_reference_element(p[k], gp[k], m[k], v[k], h, decay, step_size, bc2_sqrt);
+      const double gk = gp[k];
+      const float p1 = float(p[k] * decay);                     // p.mul_(1 - lr*wd)
+      const float m1 = float(m[k] + w1 * (gk - m[k]));          // m.lerp_(g, 1 - beta1)
+      const float v1 = float(float(v[k] * b2) + w2 * gk * gk);  // v.mul_(beta2).addcmul_(g, g, 1 - beta2)
+      const double denom = std::sqrt(double(v1)) / bc2_sqrt + eps;
+      p[k] = float(p1 - step_size * (m1 / denom));              // p.addcdiv_(m, denom, -lr/bc1)
+      m[k] = m1;
+      v[k] = v1;
     }
   }
 }
@@ -179,7 +187,7 @@ void AdamW::step_unfused(double lr, const std::vector<size_t>& active) {
 }
 
 // One pass over all parameters: the multi-tensor CUDA kernel for CUDA tensors, the threaded, vectorised CPU
-// loop (bit-identical to the reference) for CPU tensors.
+// loop for CPU tensors; both compute the same f32 function (nn/adamw_cpu.h).
 void AdamW::step_fused(double lr, const std::vector<size_t>& active) {
   PT_NVTX_RANGE("train/adamw_fused");
   std::vector<detail::AdamWFusedTensor> on_cpu, on_cuda;

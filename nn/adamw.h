@@ -13,7 +13,7 @@
 //   unfused    a composition of tensor ops from tensor/ops.h; CPU or CUDA (the benchmark baseline)
 //   fused      one pass over all parameters: on CUDA one kernel launch (multi-tensor apply, 16-byte vector
 //              accesses, f32 with torch's rounding points); on the CPU one multi-threaded AVX2 loop
-//              (nn/adamw_cpu.h) that equals the reference bit for bit
+//              (nn/adamw_cpu.h) computing the same f32 function, bit for bit
 //
 // Gradient accumulation: backward() adds into Variable::grad until zero_grad(), so for k micro-batches
 // run k backward passes, then scale_grads(params, 1.0/k) (or scale each loss by 1/k), then clip, then

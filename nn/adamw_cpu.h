@@ -1,8 +1,9 @@
-// The CPU side of the fused AdamW step: one multi-threaded pass over every parameter, vectorised (AVX2 when the
-// CPU has it, chosen at run time), masked or not. It computes exactly what the reference kernel computes, bit for
-// bit: each of torch's in-place ops (_single_tensor_adamw) evaluated in double and rounded to f32 where torch
-// stores a tensor. Double lanes keep that identity (and so every CPU training result) while the loop, which
-// moves 28-29 bytes per element, stays bound by memory rather than arithmetic.
+// The CPU side of the fused AdamW step: one multi-threaded pass over every parameter, vectorised (AVX2 + FMA when
+// the CPU has them, chosen at run time), masked or not. It computes the CUDA kernel's function (nn/adamw.cu)
+// element for element: f32 arithmetic with torch's rounding points (the decayed p and v·beta2 rounded as torch
+// stores them, lerp and addcmul as fused multiply-adds), so the CPU and the GPU agree bit for bit and both stay
+// within 1e-6 of the double-precision reference and of torch. f32 lanes keep the loop bound by memory (28-29 bytes
+// per element), as torch's fused CPU step is.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -12,27 +13,25 @@
 
 namespace pt::nn::detail {
 
-// The optimizer's scalars as the reference uses them: f32 values held in doubles.
+// The optimizer's scalars in f32, as the CUDA kernel takes them.
 struct AdamWCpuHyper {
-  double one_minus_beta1, beta2, one_minus_beta2, eps;
+  float beta2, one_minus_beta1, one_minus_beta2, eps;
   AdamWCpuHyper(double b1, double b2, double e)
-      : one_minus_beta1(float(1.0 - b1)), beta2(float(b2)), one_minus_beta2(float(1.0 - b2)), eps(float(e)) {}
+      : beta2(float(b2)), one_minus_beta1(float(1.0 - b1)), one_minus_beta2(float(1.0 - b2)), eps(float(e)) {}
 };
 
-// One element (not pruned): decay, lerp of m, v = v*beta2 + (1-beta2)*g*g, p -= step_size * m/denom.
-inline void adamw_reference_element(float& p, float g, float& m, float& v, const AdamWCpuHyper& h, double decay,
-                                    double step_size, double bc2_sqrt) {
-  const double gk = g;
-  const float p1 = float(p * decay);                                        // p.mul_(1 - lr*wd)
-  const float m1 = float(m + h.one_minus_beta1 * (gk - m));                 // m.lerp_(g, 1 - beta1)
-  const float v1 = float(float(v * h.beta2) + h.one_minus_beta2 * gk * gk);  // v.mul_(b2).addcmul_(g, g, 1-b2)
-  const double denom = std::sqrt(double(v1)) / bc2_sqrt + h.eps;
-  p = float(p1 - step_size * (m1 / denom));                                 // p.addcdiv_(m, denom, -lr/bc1)
-  m = m1;
-  v = v1;
+// One kept element; the same operations as adamw_element in adamw.cu (std::fma is the correctly rounded fmaf).
+inline void adamw_f32_element(float& p, float g, float& m, float& v, const AdamWCpuHyper& h,
+                              const AdamWFusedTensor& t) {
+  p = p * t.decay;                                           // p.mul_(1 - lr*wd)
+  m = std::fma(h.one_minus_beta1, g - m, m);                 // m.lerp_(g, 1 - beta1)
+  v = std::fma(h.one_minus_beta2, g * g, v * h.beta2);       // v.mul_(beta2).addcmul_(g, g, 1 - beta2)
+  const float denom = std::sqrt(v) / t.bc2_sqrt + h.eps;
+  p = std::fma(-t.step_size, m / denom, p);                  // p.addcdiv_(m, denom, -lr/bc1)
 }
 
 // Every tensor in one parallel loop over fixed-size chunks; `vectorized` is ignored (any alignment works).
-void adamw_cpu_step(const std::vector<AdamWFusedTensor>& tensors, const AdamWCpuHyper& h);
+// simd = false runs the scalar loop only (tests compare the two bit for bit).
+void adamw_cpu_step(const std::vector<AdamWFusedTensor>& tensors, const AdamWCpuHyper& h, bool simd = true);
 
 }  // namespace pt::nn::detail

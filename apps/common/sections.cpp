@@ -31,7 +31,7 @@ RunSection read_run_section(config::IniConfig& ini, const std::string& default_o
   return r;
 }
 
-// fused on the CPU is the threaded loop that equals the reference bit for bit (nn/adamw_cpu.h).
+// fused on the CPU is the threaded f32 loop that computes what the CUDA kernel computes (nn/adamw_cpu.h).
 nn::AdamWKernel adamw_kernel_for(const std::string& kernels, Device) {
   return kernels == "unfused" ? nn::AdamWKernel::unfused : nn::AdamWKernel::fused;
 }
