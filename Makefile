@@ -12,7 +12,8 @@ CMAKE_ARGS := -DCMAKE_BUILD_TYPE=Release \
   $(if $(NVCC),-DCMAKE_CUDA_COMPILER=$(NVCC)) \
   $(if $(CUDA_ARCH),-DCMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCH)") $(CMAKE_FLAGS)
 
-.PHONY: all deps configure build test bench run demo profile clean data pretrain-mini gpu-kit gpu-check
+.PHONY: all deps configure build test bench run demo profile clean data pretrain-mini gpu-kit gpu-check \
+        compare compare-deps
 
 all: build
 
@@ -38,6 +39,21 @@ test: build data
 
 bench: build
 	@for b in $(BUILD)/bench/bench_*; do [ -x "$$b" ] && echo "== $$b" && "$$b" --benchmark_min_time=0.05; done; true
+
+# The project beside PyTorch on the same cases (scripts/compare.py; bench/reference/ is the PyTorch side).
+#   make compare                      the CPU table, into bench/results/compare-cpu-<date>/
+#   make compare DEVICE=cuda          the GPU table (a CUDA build on a GPU machine)
+#   make compare QUICK=1              tiny shapes, seconds: checks the harness, the numbers mean nothing
+#   make compare COMPARE_ARGS="--only adamw --rounds 9"
+DEVICE ?= cpu
+QUICK ?=
+COMPARE_ARGS ?=
+compare: build compare-deps
+	python3 scripts/compare.py --build $(BUILD) --device $(DEVICE) $(if $(QUICK),--quick) $(COMPARE_ARGS)
+
+# PyTorch and transformers for the baselines (pip, only when missing; see scripts/compare_deps.sh).
+compare-deps:
+	@./scripts/compare_deps.sh
 
 # The main job. Until the train_prune app lands this runs the smoke demo.
 run: build data

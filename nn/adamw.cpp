@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "nn/adamw_cpu.h"
 #include "tensor/nvtx.h"
 #include "tensor/ops.h"
 
@@ -112,9 +113,6 @@ void AdamW::step(double lr, AdamWKernel kernel) {
     if (kernel == AdamWKernel::reference)
       PT_CHECK(!p.is_cuda(), "AdamW::step: kernel 'reference' runs on CPU tensors only; ", label(i), " is ",
                p.describe(), " (use 'unfused' or 'fused' on CUDA)");
-    if (kernel == AdamWKernel::fused)
-      PT_CHECK(p.is_cuda(), "AdamW::step: kernel 'fused' needs CUDA tensors; ", label(i), " is ", p.describe(),
-               " (use 'unfused' or 'reference' on the CPU)");
     active.push_back(i);
   }
   autograd::NoGradGuard no_grad;
@@ -188,12 +186,12 @@ void AdamW::step_unfused(double lr, const std::vector<size_t>& active) {
   }
 }
 
+// One pass over all parameters: the multi-tensor CUDA kernel for CUDA tensors, the threaded, vectorised CPU
+// loop for CPU tensors; both compute the same f32 function (nn/adamw_cpu.h).
 void AdamW::step_fused(double lr, const std::vector<size_t>& active) {
-#if PT_CUDA
   PT_NVTX_RANGE("train/adamw_fused");
-  std::vector<detail::AdamWFusedTensor> tensors;
-  tensors.reserve(active.size());
-  std::vector<Tensor> grads;  // keeps contiguous copies (if any) alive until the launch is queued
+  std::vector<detail::AdamWFusedTensor> on_cpu, on_cuda;
+  std::vector<Tensor> grads;  // keeps contiguous copies (if any) alive until the step is done / queued
   grads.reserve(active.size());
   for (size_t i : active) {
     Slot& s = slots_[i];
@@ -210,13 +208,14 @@ void AdamW::step_fused(double lr, const std::vector<size_t>& active) {
     t.decay = float(1.0 - lr * s.weight_decay);
     t.step_size = float(lr / bc1);
     t.bc2_sqrt = float(bc2_sqrt);
-    tensors.push_back(t);
+    (s.m.is_cuda() ? on_cuda : on_cpu).push_back(t);
   }
-  detail::adamw_fused_step(tensors, config_.beta1, config_.beta2, config_.eps, fused_cache_);
+  if (!on_cpu.empty()) detail::adamw_cpu_step(on_cpu, detail::AdamWCpuHyper(config_.beta1, config_.beta2, config_.eps));
+  if (on_cuda.empty()) return;
+#if PT_CUDA
+  detail::adamw_fused_step(on_cuda, config_.beta1, config_.beta2, config_.eps, fused_cache_);
 #else
-  (void)lr;
-  (void)active;
-  PT_FAIL("AdamW::step: kernel 'fused' needs a CUDA build (this one is CPU-only); use 'unfused' or 'reference'");
+  PT_FAIL("AdamW::step: CUDA parameters in a CPU-only build");
 #endif
 }
 

@@ -11,7 +11,9 @@
 // Kernels (DESIGN.md "Fused and unfused"): all three compute the same function.
 //   reference  plain per-element loop in double on the CPU (the oracle; CPU tensors only)
 //   unfused    a composition of tensor ops from tensor/ops.h; CPU or CUDA (the benchmark baseline)
-//   fused      one CUDA kernel launch for all parameters (multi-tensor apply, 16-byte vector accesses)
+//   fused      one pass over all parameters: on CUDA one kernel launch (multi-tensor apply, 16-byte vector
+//              accesses, f32 with torch's rounding points); on the CPU one multi-threaded AVX2 loop
+//              (nn/adamw_cpu.h) computing the same f32 function, bit for bit
 //
 // Gradient accumulation: backward() adds into Variable::grad until zero_grad(), so for k micro-batches
 // run k backward passes, then scale_grads(params, 1.0/k) (or scale each loss by 1/k), then clip, then

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "autograd/functions.h"
+#include "tensor/ops/causal_attention.h"
 
 namespace pt::opt {
 
@@ -55,6 +56,12 @@ Variable OptAttention::forward(const Variable& x, AttentionCache* cache) {
   }
 
   // Causal softmax masks key j for query i when j > i + (Tk - Tq): exactly HF's mask with a past.
+  // Inference on the CPU (perplexity, calibration forwards): the blocked kernel, half the work of the
+  // composition below and no [T, Tk] scores in memory; equal to it up to rounding (tensor/ops/causal_attention.h).
+  const bool dropout_active = attn_dropout.is_training() && attn_dropout.p() > 0;
+  if (!cache && !ag::grad_enabled() && !x.data().is_cuda() && !dropout_active)
+    return out_proj.forward(Variable(causal_attention_cpu(q.data(), k.data(), v.data())));
+
   Variable scores = ag::matmul(q, k, false, true);           // [B,H,T,Tk]
   Variable probs = attn_dropout.forward(ag::softmax(scores, /*causal=*/true));
   Variable context = ag::matmul(probs, v);                   // [B,H,T,D]

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <new>
 
+#include "tensor/cpu_caching_allocator.h"
 #include "tensor/error.h"
 
 #if PT_CUDA
@@ -20,7 +21,6 @@ namespace pt {
 
 namespace {
 std::atomic<bool> g_poison{false};
-constexpr size_t kCpuAlignment = 64;
 }  // namespace
 
 void set_poison_allocations(bool on) { g_poison = on; }
@@ -28,9 +28,7 @@ bool poison_allocations() { return g_poison; }
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (device == Device::cpu) {
-    size_t rounded = (std::max<size_t>(nbytes, 1) + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-    data_ = std::aligned_alloc(kCpuAlignment, rounded);
-    PT_CHECK(data_ != nullptr, "out of host memory allocating ", nbytes, " bytes");
+    data_ = cpu::allocate(nbytes);
     if (g_poison) std::memset(data_, 0xff, nbytes);
     return;
   }
@@ -46,7 +44,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
 Storage::~Storage() {
   if (!data_) return;
   if (device_ == Device::cpu) {
-    std::free(data_);
+    cpu::deallocate(data_);
   } else {
 #if PT_CUDA
     cuda::deallocate(data_);

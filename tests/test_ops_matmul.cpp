@@ -64,6 +64,32 @@ TEST(OpsMatmul, TwoDimAllTransposes) {
       }
 }
 
+// A single output row goes through gemv (not gemm): every transpose, a batch, a shared B, a column view of A and
+// a linear with bias and accumulation (beta = 1).
+TEST(OpsMatmul, SingleRowProductsTakeTheMatrixVectorPath) {
+  for (DType dt : {DType::f32, DType::f64})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
+        Tensor a = random_tensor(operand_shape({}, 1, 37, ta), 41 + ta, -1, 1, dt);
+        Tensor b = random_tensor(operand_shape({}, 37, 23, tb), 51 + tb, -1, 1, dt);
+        PT_EXPECT_CLOSE(matmul(a, b, ta, tb), naive_matmul(a, b, ta, tb), tol_for(dt));
+        Tensor a3 = random_tensor(operand_shape({3}, 1, 37, ta), 61, -1, 1, dt);
+        Tensor b3 = random_tensor(operand_shape({3}, 37, 23, tb), 62, -1, 1, dt);
+        PT_EXPECT_CLOSE(matmul(a3, b3, ta, tb), naive_matmul(a3, b3, ta, tb), tol_for(dt));
+        PT_EXPECT_CLOSE(matmul(a3, b, ta, tb), naive_matmul(a3, b, ta, tb), tol_for(dt));
+      }
+  Tensor wide = random_tensor({37, 4}, 71);
+  Tensor column = wide.narrow(1, 2, 1).t();  // [1, 37] with column stride 4
+  Tensor b = random_tensor({37, 23}, 72);
+  PT_EXPECT_CLOSE(matmul(column, b), naive_matmul(column.contiguous(), b, false, false), test::kReductionF32);
+  Tensor w = random_tensor({23, 37}, 73), bias = random_tensor({23}, 74), x = random_tensor({1, 37}, 75);
+  Tensor expect = naive_matmul(x, w, false, true).to(DType::f32).reshape({23});
+  std::vector<float> e = expect.to_vector<float>(), bv = bias.to_vector<float>();
+  for (size_t j = 0; j < e.size(); ++j) e[j] += bv[j];
+  PT_EXPECT_CLOSE(linear(x, w, bias).reshape({23}), Tensor::from_vector(e, {23}), test::kReductionF32);
+}
+
 TEST(OpsMatmul, BatchedAndSharedB) {
   for (DType dt : {DType::f32, DType::f64})
     for (int ta = 0; ta < 2; ++ta)

@@ -31,9 +31,9 @@ RunSection read_run_section(config::IniConfig& ini, const std::string& default_o
   return r;
 }
 
-nn::AdamWKernel adamw_kernel_for(const std::string& kernels, Device device) {
-  if (kernels == "unfused") return nn::AdamWKernel::unfused;
-  return device == Device::cuda ? nn::AdamWKernel::fused : nn::AdamWKernel::reference;
+// fused on the CPU is the threaded f32 loop that computes what the CUDA kernel computes (nn/adamw_cpu.h).
+nn::AdamWKernel adamw_kernel_for(const std::string& kernels, Device) {
+  return kernels == "unfused" ? nn::AdamWKernel::unfused : nn::AdamWKernel::fused;
 }
 
 ModelSection read_model_section(config::IniConfig& ini, bool weights_may_be_missing) {

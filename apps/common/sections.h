@@ -23,7 +23,7 @@ struct RunSection {
   Device device = Device::cpu;
   std::string device_name = "auto";
   uint64_t seed = 0;
-  std::string kernels = "fused";  // fused | unfused: AdamW (and pruning) kernels; on the CPU fused = the reference loop
+  std::string kernels = "fused";  // fused | unfused: AdamW (and pruning) kernels; on the CPU fused AdamW = the CUDA kernel's f32 arithmetic, threaded
   std::string output;             // the run's folder
   int64_t threads = 0;            // 0 = OpenMP's default
 };

@@ -100,6 +100,20 @@ void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double
               lda, b, ldb, beta, c, ldc);
 }
 
+// One output row (a single token through a Linear, a decode step): a matrix-vector product. BLAS's gemm would
+// first pack all of B, which for a weight read once costs more than the product itself.
+void blas_gemv_row(bool ta, bool tb, int n, int k, double alpha, const float* a, int lda, const float* b, int ldb,
+                   double beta, float* c) {
+  // c[n] = alpha * op(b)ᵀ-product with the row op(a)[k]; op(a)'s k elements are a[i] (no trans) or a[i*lda] (trans).
+  cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? n : k, tb ? k : n, float(alpha), b, ldb, a,
+              ta ? lda : 1, float(beta), c, 1);
+}
+void blas_gemv_row(bool ta, bool tb, int n, int k, double alpha, const double* a, int lda, const double* b, int ldb,
+                   double beta, double* c) {
+  cblas_dgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? n : k, tb ? k : n, alpha, b, ldb, a,
+              ta ? lda : 1, beta, c, 1);
+}
+
 template <class T>
 void cpu_gemm(const Tensor& c3, const Tensor& a3, const Tensor& b3, bool ta, bool tb, double alpha, double beta) {
   const int64_t batch = c3.size(0), m = c3.size(1), n = c3.size(2), k = ta ? a3.size(1) : a3.size(2);
@@ -108,9 +122,14 @@ void cpu_gemm(const Tensor& c3, const Tensor& a3, const Tensor& b3, bool ta, boo
   const T* pa = a3.data<T>();
   const T* pb = b3.data<T>();
   T* pc = c3.data<T>();
-  for (int64_t i = 0; i < batch; ++i)
-    blas_gemm(la.trans, lb.trans, int(m), int(n), int(k), alpha, pa + i * sa, int(la.ld), pb + i * sb, int(lb.ld),
-              beta, pc + i * c3.stride(0), int(c3.stride(1)));
+  for (int64_t i = 0; i < batch; ++i) {
+    if (m == 1)
+      blas_gemv_row(la.trans, lb.trans, int(n), int(k), alpha, pa + i * sa, int(la.ld), pb + i * sb, int(lb.ld), beta,
+                    pc + i * c3.stride(0));
+    else
+      blas_gemm(la.trans, lb.trans, int(m), int(n), int(k), alpha, pa + i * sa, int(la.ld), pb + i * sb, int(lb.ld),
+                beta, pc + i * c3.stride(0), int(c3.stride(1)));
+  }
 }
 
 void check_blas_limits(const char* op, std::initializer_list<int64_t> values) {

@@ -13,6 +13,7 @@
 #include "tensor/ops/checks.h"
 #include "tensor/ops/cpu_loops.h"
 #include "tensor/ops/dispatch.h"
+#include "tensor/ops/softmax_row.h"
 #if PT_CUDA
 #include "tensor/ops/cuda_ops.h"
 #endif
@@ -49,16 +50,15 @@ void cpu_softmax_rows(const T* x, T* y, int64_t rows, int64_t n, int64_t tq, boo
     const T* xr = x + r * n;
     T* yr = y + r * n;
     const int64_t valid = visible_keys(r, n, tq, causal);
-    T m = -std::numeric_limits<T>::infinity();
-    for (int64_t j = 0; j < valid; ++j) m = std::max(m, xr[j]);
-    double s = 0;
-    for (int64_t j = 0; j < valid; ++j) s += double(std::exp(xr[j] - m));
     if (log_out) {
+      T m = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < valid; ++j) m = std::max(m, xr[j]);
+      double s = 0;
+      for (int64_t j = 0; j < valid; ++j) s += double(std::exp(xr[j] - m));
       const double lse = double(m) + std::log(s);
       for (int64_t j = 0; j < n; ++j) yr[j] = T(double(xr[j]) - lse);
     } else {
-      const T inv = T(1.0 / s);
-      for (int64_t j = 0; j < n; ++j) yr[j] = j < valid ? std::exp(xr[j] - m) * inv : T(0);
+      cpu::softmax_row(xr, yr, n, valid);  // one exp per element (same values and rounding as two)
     }
   }
 }
