@@ -244,7 +244,9 @@ def main():
 
     threads = args.threads or (os.cpu_count() or 1)
     build = args.build if os.path.isabs(args.build) else os.path.join(ROOT, args.build)
-    binary = os.path.join(build, "bench", "compare_cases")
+    # A build tree keeps it in bench/; the GPU kit's bin/ holds it directly.
+    binary = next((b for b in (os.path.join(build, "bench", "compare_cases"), os.path.join(build, "compare_cases"))
+                   if os.access(b, os.X_OK)), os.path.join(build, "bench", "compare_cases"))
     if not os.access(binary, os.X_OK):
         print(f"compare: {binary} not found; build it first (make BUILD={args.build} build)", file=sys.stderr)
         return 2

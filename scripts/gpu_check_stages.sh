@@ -50,7 +50,7 @@ stage_compare() {
   [ -f scripts/compare.py ] || { echo "scripts/compare.py is not in this tree"; return 1; }
   local size=()
   [ "$gpu" = 1 ] || size=(--quick)
-  python3 scripts/compare.py --device "$device" "${size[@]}" --bin "$bin" --out "$out"
+  python3 scripts/compare.py --device "$device" "${size[@]}" --threads "$(nproc)" --build "$bin" --out "$out"
 }
 
 # train_prune end to end: an OPT-1.3B-shaped random model on the GPU; a tiny one on the CPU.

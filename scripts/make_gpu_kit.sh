@@ -40,7 +40,7 @@ stage="$out/stage"
 rm -rf "$stage" && mkdir -p "$stage/bin" "$stage/lib"
 # Every program a GPU stage runs: the test program, every benchmark, the apps.
 programs=("$build/tests/pt_tests")
-for p in "$build"/bench/bench_* "$build"/bench/pt_compare "$build"/train_prune "$build"/pretrain "$build"/opt_eval \
+for p in "$build"/bench/bench_* "$build"/bench/compare_cases "$build"/train_prune "$build"/pretrain "$build"/opt_eval \
          "$build"/pt_demo; do
   [ -f "$p" ] && [ -x "$p" ] && programs+=("$p")
 done

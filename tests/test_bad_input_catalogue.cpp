@@ -96,11 +96,11 @@ fs::path finished_run(const std::string& name) {
   const fs::path dir = root / name, ini = root / (name + ".ini");
   std::string stamp;
   for (const char* app : {"train_prune", "pretrain"})
-    stamp += std::to_string(fs::last_write_time(kBinary + "/" + app).time_since_epoch().count()) + " ";
+    stamp += std::to_string(fs::last_write_time(app_dir() + "/" + app).time_since_epoch().count()) + " ";
   if (read_text_file((root / (name + ".stamp")).string()) != stamp) {
     fs::remove_all(dir);
     std::ofstream(ini) << (name == "train_prune" ? train_prune_config(dir.string()) : pretrain_config(dir.string()));
-    const Outcome o = run_program({kBinary + "/" + name, "--config", ini.string(), "--no-progress"}, (root / name).string());
+    const Outcome o = run_program({app_dir() + "/" + name, "--config", ini.string(), "--no-progress"}, (root / name).string());
     EXPECT_EQ(o.exit_code, 0) << o.err;
     if (o.exit_code == 0) std::ofstream(root / (name + ".stamp")) << stamp;
   }
@@ -306,7 +306,7 @@ TEST_P(BadInputCatalogue, FailsWithOneLineAndTouchesNothing) {
   Fixture f;
   f.scratch = (scratch / "own").string();
   f.out = (scratch / "out").string();
-  f.program = kBinary + "/" + c.program;
+  f.program = app_dir() + "/" + c.program;
   if (!c.folder.empty()) {
     const fs::path finished = finished_run(c.folder);
     ASSERT_TRUE(fs::exists(finished)) << "the finished " << c.folder << " run is missing";
@@ -348,7 +348,7 @@ TEST(BadInputCatalogueControl, ARerunWithOnlyStorageAndSpeedSettingsChangedReuse
   fs::copy(finished_run("train_prune"), out, fs::copy_options::recursive);
   const std::string ini = write_file((scratch / "run.ini").string(), train_prune_config(out.string()));
   const std::string table = read_text_file((out / "results.md").string());
-  const Outcome o = run_program({kBinary + "/train_prune", "--config", ini, "--no-progress", "--set", "run.threads=1", "--set",
+  const Outcome o = run_program({app_dir() + "/train_prune", "--config", ini, "--no-progress", "--set", "run.threads=1", "--set",
                                  "run.checkpoint_gzip=1", "--set", "retrain.log_every=1"},
                                 (scratch / "capture").string());
   ASSERT_EQ(o.exit_code, 0) << o.err;

@@ -80,7 +80,7 @@ TEST_F(PretrainApp, TheEndOfARunIsOneCommitWithTheCompletionMarkerLast) {
   SKIP_WITHOUT_DATA();
   const std::string ini = path("c.ini");
   std::ofstream(ini) << tiny_config(path("out"));
-  const std::vector<std::string> cmd = {kPretrain, "--config", ini, "--no-progress", "--set", "train.steps=4"};
+  const std::vector<std::string> cmd = {pretrain_app(), "--config", ini, "--no-progress", "--set", "train.steps=4"};
   ASSERT_EQ(run(cmd, path("ref.log")), 0) << read_text_file(path("ref.log"));
   const std::string reference_csv = read_text_file(path("out/loss.csv"));
   ASSERT_NE(reference_csv.find("\n4,"), std::string::npos) << reference_csv;
