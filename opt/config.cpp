@@ -65,6 +65,7 @@ int64_t OptConfig::num_parameters() const {
   int64_t n = vocab_size * e + (max_position_embeddings + 2) * h + num_hidden_layers * per_layer;
   if (has_projections()) n += 2 * e * h;
   if (has_final_layer_norm()) n += 2 * h;
+  if (!tie_word_embeddings) n += vocab_size * e;
   return n;
 }
 
@@ -103,6 +104,7 @@ std::string OptConfig::describe() const {
      << " heads, ffn " << ffn_dim << ", vocab " << vocab_size << ", context " << max_position_embeddings
      << (do_layer_norm_before ? ", pre-LN" : ", post-LN");
   if (has_projections()) os << ", embed dim " << word_embed_proj_dim;
+  if (!tie_word_embeddings) os << ", untied lm_head";
   os << ", " << num_parameters() << " parameters";
   return os.str();
 }
