@@ -82,7 +82,7 @@ namespace {
 OptConfig config_from_json(const json& j, const std::string& path, const std::string& fallback_name) {
   ConfigReader r(j, path);
   const std::string model_type = r.string("model_type", "opt");
-  PT_CHECK(model_type == "opt", r.where(), "model_type is \"", model_type, "\", expected \"opt\"");
+  PT_CHECK(model_type == "opt", r.where(), "model_type is \"", nn::printable(model_type), "\", expected \"opt\"");
   // Settings of HF's OPTConfig that this model cannot honour are refused by name, before any tensor is looked at.
   const std::string activation = r.string("activation_function", "relu");
   PT_CHECK(activation == "relu", r.where(), "activation_function is \"", nn::printable(activation),
@@ -96,7 +96,7 @@ OptConfig config_from_json(const json& j, const std::string& path, const std::st
            "is allowed");
 
   OptConfig c;
-  c.name = r.string("_name_or_path", fallback_name);
+  c.name = nn::printable(r.string("_name_or_path", fallback_name));  // it appears in messages and logs
   c.vocab_size = r.integer("vocab_size");
   c.hidden_size = r.integer("hidden_size");
   c.num_hidden_layers = r.integer("num_hidden_layers");
