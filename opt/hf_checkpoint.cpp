@@ -185,7 +185,7 @@ void HfCheckpoint::open(const std::string& dir) {
   const fs::path d(dir);
   PT_CHECK(fs::is_directory(d), "checkpoint ", dir, ": no such folder");
   const fs::path config = d / "config.json";
-  PT_CHECK(fs::is_regular_file(config), "checkpoint ", dir, ": missing config.json (expected ", config.string(), ")");
+  PT_CHECK(fs::exists(config), "checkpoint ", dir, ": missing config.json (expected ", config.string(), ")");
   ck.config_ = read_hf_config(config.string());
 
   auto add = [&](const std::string& stored, size_t file) {

@@ -24,7 +24,7 @@ const char* const kFiles[] = {"wikitext-2-raw/wiki.test.raw", "wikitext-2-raw/wi
                               "wikitext-2-tokens/wiki.train.tokens.part", "opt-tokenizer/vocab.json",
                               "opt-tokenizer/merges.txt"};
 
-struct Run {
+struct ProcessResult {
   int exit_code;
   std::string output;
   std::vector<std::string> lines(const std::string& prefix) const {
@@ -42,13 +42,13 @@ class DataFetch : public TempDirTest {
     TempDirTest::SetUp();
     if (std::system("command -v python3 >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3";
   }
-  Run run(const std::vector<std::string>& args) {
+  ProcessResult run(const std::vector<std::string>& args) {
     const std::string log = path("run.log");
     fs::remove(log);
     const int code = wait_exit(spawn_process(args, log));
     return {code, read_text_file(log)};
   }
-  Run fetch(std::vector<std::string> extra) {
+  ProcessResult fetch(std::vector<std::string> extra) {
     std::vector<std::string> args = {"/usr/bin/env", "python3", kSource + "/scripts/fetch_data.py", "--data",
                                      path("data")};
     args.insert(args.end(), extra.begin(), extra.end());
@@ -75,7 +75,7 @@ class DataFetch : public TempDirTest {
 // `make data` with no shared folder and no network: one line per missing file naming it, its checksum and how to
 // get it; exit != 0; nothing written.
 TEST_F(DataFetch, OfflineMakeDataNamesEveryMissingFileOnOneLine) {
-  const Run r = run({"/usr/bin/env", "make", "-s", "-C", kSource, "data", "DATA_DIR=" + path("data"),
+  const ProcessResult r = run({"/usr/bin/env", "make", "-s", "-C", kSource, "data", "DATA_DIR=" + path("data"),
                      "SHARED_DATA=" + path("no-shared-data"), "FETCH_FLAGS=--offline"});
   EXPECT_NE(r.exit_code, 0) << r.output;
   const auto lines = r.lines("data: ");
@@ -93,7 +93,7 @@ TEST_F(DataFetch, OfflineMakeDataNamesEveryMissingFileOnOneLine) {
 // An unreachable hub is found by one quick connection attempt, not after the hub client's retries.
 TEST_F(DataFetch, UnreachableHubFailsAtOnceWithTheSameLines) {
   ::setenv("HF_ENDPOINT", "http://127.0.0.1:9", 1);  // the discard port: nothing listens there
-  const Run r = fetch({});
+  const ProcessResult r = fetch({});
   ::unsetenv("HF_ENDPOINT");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   const auto lines = r.lines("data: MISSING ");
@@ -106,7 +106,7 @@ TEST_F(DataFetch, UnreachableHubFailsAtOnceWithTheSameLines) {
 // left exactly as it was.
 TEST_F(DataFetch, ChecksumFailuresInstallNothingAndTouchNothing) {
   write(path("source/opt-tokenizer/merges.txt"), "#version: 0.2\nĠ t\n");
-  Run r = fetch({"--source-dir", path("source")});
+  ProcessResult r = fetch({"--source-dir", path("source")});
   EXPECT_EQ(r.exit_code, 1);
   auto lines = r.lines("data: MISSING " + path("data") + "/opt-tokenizer/merges.txt");
   ASSERT_EQ(lines.size(), 1u) << r.output;
@@ -137,7 +137,7 @@ TEST_F(DataFetch, VerifiedFilesAreInstalledAndASharedFolderIsLinked) {
   std::string roberta = read_text_file(kData + "/opt-tokenizer/roberta-base-vocab.json");
   ASSERT_NE(roberta, read_text_file(kData + "/opt-tokenizer/vocab.json"));
   write(path("source/opt-tokenizer/vocab.json"), roberta);
-  Run r = fetch({"--source-dir", path("source")});
+  ProcessResult r = fetch({"--source-dir", path("source")});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.lines("data: fetched ").size(), std::size(kFiles)) << r.output;
   for (const char* f : kFiles) EXPECT_EQ(read_text_file(path("data") + "/" + f), read_text_file(path("source") + "/" + f)) << f;

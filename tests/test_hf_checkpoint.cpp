@@ -293,6 +293,27 @@ TEST_F(HfCheckpointTest, SettingsTheModelCannotHonourAreNamed) {
                "HF config x: JSON nests deeper");
 }
 
+// Sizes from a config.json are bounded one by one and together (found by fuzzing: hidden_size 2^62 made the
+// parameter count overflow int64, undefined behaviour, and the config was accepted).
+TEST(HfConfigSizes, HugeSizesAreRefusedNotOverflowed) {
+  json c = transformers_config_json(opt_preset("tiny"));
+  c["hidden_size"] = int64_t(1) << 62;
+  c["num_attention_heads"] = 1;
+  expect_error([&] { parse_hf_config(c.dump(), "huge"); },
+               "OPT config test/opt-tiny: hidden_size = 4611686018427387904 must be in [1, 2147483648]");
+  for (const char* key : {"vocab_size", "hidden_size", "ffn_dim", "num_hidden_layers", "word_embed_proj_dim"})
+    c[key] = int64_t(1) << 31;
+  expect_error([&] { parse_hf_config(c.dump(), "huge"); }, "the parameter count overflows a 64-bit integer");
+  // Large but countable: 8·h² dominates with h = 2^29 (the formula itself is checked against real models in
+  // OptModel.ParameterNamesAreHuggingFaceNames).
+  c["hidden_size"] = int64_t(1) << 29;
+  c["num_hidden_layers"] = 2;
+  c["ffn_dim"] = 4;
+  c["vocab_size"] = 8;
+  c["word_embed_proj_dim"] = 4;
+  EXPECT_GT(parse_hf_config(c.dump(), "large").num_parameters(), int64_t(1) << 61);
+}
+
 TEST_F(HfCheckpointTest, CheckMatchesNamesTheFirstDifferingField) {
   const OptConfig tiny = opt_preset("tiny");
   HfCheckpoint ck(make_folder("tiny", transformers_config_json(tiny), random_weights(tiny)));

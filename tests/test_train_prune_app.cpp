@@ -70,6 +70,16 @@ class TrainPruneSmoke : public ::testing::Test {
             "--set", "data.dir=" + kData,
             "--set", "data.cache=" + std::string(PT_BINARY_DIR) + "/test-cache"};
   }
+  // Reruns train_prune on the shared run folder (an export) under the suite's lock: ctest -j runs cases as parallel
+  // processes, and two runs writing one folder would race on its files.
+  static int rerun_shared(const std::vector<std::string>& args, const std::string& log) {
+    const int lock = ::open((dir_.string() + ".lock").c_str(), O_RDWR | O_CREAT, 0644);
+    ::lockf(lock, F_LOCK, 0);
+    const int code = wait_exit(spawn_process(args, log));
+    ::lockf(lock, F_ULOCK, 0);
+    ::close(lock);
+    return code;
+  }
   void SetUp() override {
     if (!have_data()) GTEST_SKIP() << "no WikiText-2 / tokenizer under " << kData;
     ASSERT_EQ(exit_code_, 0) << read_text_file((dir_ / "run.log").string());
@@ -224,7 +234,7 @@ TEST_F(TrainPruneSmoke, ExportsACellAsHuggingFaceSafetensors) {
   std::vector<std::string> args = base_args(dir_ / "run");
   for (const char* a : {"--export-hf", "SparseGPT oneshot@0.6", "--export-dir"}) args.push_back(a);
   args.push_back(out.string());
-  ASSERT_EQ(wait_exit(spawn_process(args, (dir_ / "export.log").string())), 0) << read_text_file((dir_ / "export.log").string());
+  ASSERT_EQ(rerun_shared(args, (dir_ / "export.log").string()), 0) << read_text_file((dir_ / "export.log").string());
   opt::HfCheckpoint hf(out.string());  // the project's own HF reader: config.json + model.safetensors
   const nn::Checkpoint st = stage(std::string(kPrefix) + "sparsegpt unstructured 0.6");
   EXPECT_EQ(hf.config().num_hidden_layers, 2);
@@ -259,7 +269,7 @@ TEST_F(TrainPruneSmoke, ExportedUntiedHeadEvaluatesAsInTheRun) {
   for (const std::string& a : {std::string("--export-hf"), arm + "@0.6", std::string("--export-dir"), out.string()})
     args.push_back(a);
   const std::string export_log = (dir_ / "export-lm-head.log").string();
-  ASSERT_EQ(wait_exit(spawn_process(args, export_log)), 0) << read_text_file(export_log);
+  ASSERT_EQ(rerun_shared(args, export_log), 0) << read_text_file(export_log);
   EXPECT_EQ(json::parse(read_text_file((out / "config.json").string())).at("tie_word_embeddings"), false);
 
   const std::string eval_log = (dir_ / "opt-eval-lm-head.log").string();
