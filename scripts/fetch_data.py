@@ -101,11 +101,15 @@ def check(f, data):
     return f"{len(data)} B with sha256 {sha256_bytes(data)[:16]}..., expected {f.size} B with sha256 {f.sha256[:16]}..."
 
 
+def hub_endpoint():
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
 def hub_unreachable(timeout=5.0):
     """None when the hub answers a TCP connection, else why not (so an offline machine fails fast, not after retries)."""
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
         return "HF_HUB_OFFLINE is set"
-    endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    endpoint = urllib.parse.urlsplit(hub_endpoint())
     host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
         socket.create_connection((host, port), timeout=timeout).close()
@@ -157,7 +161,8 @@ def obtain(f, source_dir, offline_reason):
     if offline_reason:
         raise FetchError(offline_reason)
     try:
-        return fetch_from_network(f), "huggingface.co" if f.fetch[0] != "hub" else f"huggingface.co/{OPT_REPO}"
+        repo = f"{OPT_REPO}" if f.fetch[0] == "hub" else wikitext.REPO
+        return fetch_from_network(f), f"{hub_endpoint()}/{repo}"
     except FetchError:
         raise
     except Exception as e:  # network, hub or parsing errors: the first line says what happened

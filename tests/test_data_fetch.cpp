@@ -1,15 +1,18 @@
 // `make data` (scripts/fetch_data.py): where ../shared/data cannot be linked, missing data files are fetched where a
 // network allows, every file is checked against its published checksum, and whatever cannot be had is one line
 // naming the file and saying what to put where. Nothing here needs a network: the offline path, an unreachable hub
-// (refused at once, no retries), and a local source folder, which goes through the same check-then-install code as
-// a download, with damaged and with good files.
+// (refused at once, no retries), a local stand-in for the hub, and a local source folder, with damaged and with
+// good files.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/test_util.h"
@@ -124,6 +127,38 @@ TEST_F(DataFetch, ChecksumFailuresInstallNothingAndTouchNothing) {
   EXPECT_EQ(lines.size(), 1u) << r.output;
   EXPECT_EQ(read_text_file(path("data/opt-tokenizer/vocab.json")), mine);
   EXPECT_EQ(r.lines("data: MISSING ").size(), std::size(kFiles) - 1) << r.output;
+}
+
+// The download path itself, against a local stand-in for the hub (tests/fake_hf_hub.py; HF_ENDPOINT points the
+// fetcher and huggingface_hub at it): what the hub serves is installed only when it matches its pin.
+TEST_F(DataFetch, HubDownloadsAreInstalledOnlyWhenTheyMatch) {
+  if (!have_data()) GTEST_SKIP() << "no data files under " << kData;
+  if (std::system("python3 -c 'import huggingface_hub' >/dev/null 2>&1") != 0) GTEST_SKIP() << "no huggingface_hub";
+  const fs::path repo = fs::path(path("hub")) / "facebook" / "opt-125m";
+  fs::create_directories(repo);
+  fs::copy_file(kData + "/opt-tokenizer/merges.txt", repo / "merges.txt");
+  write(repo / "vocab.json", "{\"<s>\": 0}");
+  const int server = spawn_process({"/usr/bin/env", "python3", kSource + "/tests/fake_hf_hub.py", path("hub"),
+                                    path("port")}, path("hub.log"));
+  for (int i = 0; i < 500 && !fs::exists(path("port")); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const std::string endpoint = "http://127.0.0.1:" + read_text_file(path("port"));
+  ::setenv("HF_ENDPOINT", endpoint.c_str(), 1);
+  const ProcessResult r = fetch({});
+  ::unsetenv("HF_ENDPOINT");
+  ::kill(server, SIGTERM);
+  wait_exit(server);
+
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_EQ(r.lines("data: fetched " + path("data") + "/opt-tokenizer/merges.txt from " + endpoint +
+                    "/facebook/opt-125m (OPT's merges.txt, 456318 B").size(), 1u) << r.output;
+  EXPECT_EQ(read_text_file(path("data/opt-tokenizer/merges.txt")), read_text_file(kData + "/opt-tokenizer/merges.txt"));
+  const auto vocab = r.lines("data: MISSING " + path("data") + "/opt-tokenizer/vocab.json");
+  ASSERT_EQ(vocab.size(), 1u) << r.output;
+  EXPECT_NE(vocab[0].find("what came from " + endpoint + "/facebook/opt-125m is 10 B with sha256 "), std::string::npos)
+      << vocab[0];
+  EXPECT_FALSE(fs::exists(path("data/opt-tokenizer/vocab.json")));
+  EXPECT_FALSE(fs::exists(path("data/opt-tokenizer/vocab.json.tmp")));
+  EXPECT_EQ(r.lines("data: MISSING " + path("data") + "/wikitext-2-").size(), 3u) << r.output;  // nothing served
 }
 
 // Good files are installed and verified; vocab.json is also recognised by content (RoBERTa's copy differs from the
