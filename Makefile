@@ -13,7 +13,7 @@ CMAKE_ARGS := -DCMAKE_BUILD_TYPE=Release \
   $(if $(CUDA_ARCH),-DCMAKE_CUDA_ARCHITECTURES="$(CUDA_ARCH)") $(CMAKE_FLAGS)
 
 .PHONY: all deps configure build test bench run demo profile clean data pretrain-mini gpu-kit gpu-check \
-        compare compare-deps
+        compare compare-deps fuzz
 
 all: build
 
@@ -30,11 +30,21 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 	@for app in train_prune pretrain; do if [ -x $(BUILD)/$$app ]; then ln -sf $(BUILD)/$$app $$app; fi; done
 
-# Data files live in ../shared/data on these machines; the project reads them from data/.
+# The project reads its data files (WikiText-2, OPT's tokenizer) from data/. Where ../shared/data exists (these
+# machines) it is linked; then scripts/fetch_data.py checks every file against its published checksum, fetches what
+# is missing where a network allows, and says on one line per file exactly what to put where when it cannot.
+# make data DATA_DIR=/path SHARED_DATA=/other FETCH_FLAGS="--offline | --source-dir DIR"
+DATA_DIR    ?= data
+SHARED_DATA ?= ../shared/data
+FETCH_FLAGS ?=
 data:
-	@if [ ! -e data ] && [ -d ../shared/data ]; then ln -s ../shared/data data && echo "data: linked ../shared/data"; fi
+	@if [ ! -e $(DATA_DIR) ] && [ -d $(SHARED_DATA) ]; then ln -s $(SHARED_DATA) $(DATA_DIR) && echo "data: linked $(SHARED_DATA)"; fi
+	@command -v python3 >/dev/null || { echo "data: python3 is needed to check and fetch $(DATA_DIR)/ (apt-get install python3)"; exit 1; }
+	@python3 scripts/fetch_data.py --data $(DATA_DIR) $(FETCH_FLAGS)
 
-test: build data
+# Tests that need data/ report skipped without it, so an incomplete data/ does not stop the suite.
+test: build
+	@$(MAKE) --no-print-directory data || echo "test: data/ is incomplete (above): the tests that need it will report skipped"
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 bench: build
@@ -78,9 +88,22 @@ gpu-kit: data
 gpu-check: gpu-kit
 	OUT=$(or $(OUT),gpu-check-out) scripts/gpu_check.sh --kit .gpu-kit
 
+# libFuzzer harnesses (tests/fuzz/README.md), the whole project under ASan + UBSan, built with Debian's clang 14 in
+# build-fuzz/ (installed for this target only), then each harness run FUZZ_SECONDS, nice'd, one at a time.
+#   make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS="safetensors checkpoint"
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= ini_config train_prune_config tokenizer_encode safetensors checkpoint hf_config
+fuzz:
+	@./scripts/install_deps.sh --fuzz
+	@$(MAKE) --no-print-directory data || echo "fuzz: data/ is incomplete (above): tokenizer_encode checks nothing without data/opt-tokenizer"
+	cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+	  -DPT_WITH_CUDA=OFF -DPT_FUZZ=ON -DPT_BUILD_TESTS=OFF -DPT_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_harnesses
+	./scripts/run_fuzzers.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 # Build with -lineinfo for Nsight Compute source views (separate build folder).
 profile:
 	$(MAKE) BUILD=build-profile CMAKE_FLAGS="-DPT_LINEINFO=ON $(CMAKE_FLAGS)" build
 
 clean:
-	rm -rf $(BUILD) build-profile train_prune pretrain
+	rm -rf $(BUILD) build-profile build-fuzz train_prune pretrain

@@ -153,7 +153,8 @@ void Gpt2Tokenizer::Impl::load_vocab(const std::string& path, const std::string&
   for (const auto& [token, value] : j.items()) {
     // JSON parses non-negative integers as "unsigned"; the cap keeps a typo from allocating gigabytes.
     if (!value.is_number_unsigned() || value.get<uint64_t>() >= kMaxTokenId)
-      throw Error("tokenizer: vocab file '" + path + "': token '" + token + "' maps to " + value.dump() +
+      throw Error("tokenizer: vocab file '" + path + "': token '" + token + "' maps to " +
+                  (value.is_primitive() ? value.dump() : std::string("a JSON ") + value.type_name()) +
                   ", expected an integer id in [0, " + std::to_string(kMaxTokenId) + ")");
     auto id = static_cast<int32_t>(value.get<uint64_t>());
     if (static_cast<std::size_t>(id) >= id_to_token.size()) {

@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "base/atomic_file.h"
+#include "nn/untrusted_json.h"
 
 namespace pt::nn {
 
@@ -144,34 +145,32 @@ void SafetensorsFile::open(const std::string& path) {
              " bytes after the 8-byte length");
     data_start_ = 8 + n;
 
-    // Parse, noting duplicate top-level keys (nlohmann would silently keep the last one).
+    // Parse (nesting bounded before anything recurses), noting duplicate top-level keys (nlohmann would silently
+    // keep the last one).
     std::string duplicate;
     std::set<std::string> seen;
-    json header;
-    try {
-      header = json::parse(bytes + 8, bytes + 8 + n, [&](int depth, json::parse_event_t ev, json& parsed) {
-        if (ev == json::parse_event_t::key && depth == 1 && !seen.insert(parsed.get<std::string>()).second)
-          duplicate = parsed.get<std::string>();
-        return true;
-      });
-    } catch (const json::exception& e) {
-      PT_FAIL("safetensors ", path, ": header is not valid UTF-8 JSON: ", e.what());
-    }
+    const json header = parse_untrusted_json(
+        std::string_view(reinterpret_cast<const char*>(bytes) + 8, n), "safetensors " + path + ": header",
+        kMaxJsonDepth, [&](int depth, json::parse_event_t ev, json& parsed) {
+          if (ev == json::parse_event_t::key && depth == 1 && !seen.insert(parsed.get<std::string>()).second)
+            duplicate = parsed.get<std::string>();
+          return true;
+        });
     PT_CHECK(header.is_object(), "safetensors ", path, ": header must be a JSON object, found ", header.type_name());
-    PT_CHECK(duplicate.empty(), "safetensors ", path, ": tensor ", duplicate, " appears twice in the header");
+    PT_CHECK(duplicate.empty(), "safetensors ", path, ": tensor ", printable(duplicate), " appears twice in the header");
 
     for (auto& [name, v] : header.items()) {
       if (name == "__metadata__") {
         PT_CHECK(v.is_object(), "safetensors ", path, ": __metadata__ must be an object of strings, found ",
                  v.type_name());
         for (auto& [k, s] : v.items()) {
-          PT_CHECK(s.is_string(), "safetensors ", path, ": __metadata__ key ", k, " must be a string, found ",
+          PT_CHECK(s.is_string(), "safetensors ", path, ": __metadata__ key ", printable(k), " must be a string, found ",
                    s.type_name());
           metadata_[k] = s.get<std::string>();
         }
         continue;
       }
-      const std::string where = "safetensors " + path + ": tensor " + name + ": ";
+      const std::string where = "safetensors " + path + ": tensor " + printable(name) + ": ";
       PT_CHECK(v.is_object(), where, "header entry must be an object, found ", v.type_name());
       auto dt = v.find("dtype"), sh = v.find("shape"), off = v.find("data_offsets");
       PT_CHECK(dt != v.end() && dt->is_string(), where, "missing or non-string \"dtype\"");
@@ -182,18 +181,22 @@ void SafetensorsFile::open(const std::string& path) {
       Entry e;
       e.info.dtype = stored->dtype;
       e.info.stored_dtype = stored->name;
+      // Every extent and two running products are checked: the bytes, and the extents counted as at least 1 (the
+      // outermost stride), which a zero extent would otherwise hide ([0, 2^62, 2^62] holds 0 bytes).
       uint64_t nbytes = stored->size;
+      int64_t stride_extent = 1;
       for (auto& d : *sh) {
-        PT_CHECK(d.is_number_unsigned(), where, "shape must hold non-negative integers, found ", sh->dump());
-        uint64_t dim = d.get<uint64_t>();
-        PT_CHECK(dim <= uint64_t(INT64_MAX) && !__builtin_mul_overflow(nbytes, dim, &nbytes), where, "shape ",
-                 sh->dump(), " is too large");
+        PT_CHECK(d.is_number_unsigned(), where, "shape must hold non-negative integers, found ", json_excerpt(*sh));
+        const uint64_t dim = d.get<uint64_t>();
+        PT_CHECK(dim <= uint64_t(INT64_MAX) && !__builtin_mul_overflow(nbytes, dim, &nbytes) &&
+                     !__builtin_mul_overflow(stride_extent, std::max<int64_t>(int64_t(dim), 1), &stride_extent),
+                 where, "shape ", json_excerpt(*sh), " is too large");
         e.info.shape.push_back(int64_t(dim));
       }
       PT_CHECK(off != v.end() && off->is_array() && off->size() == 2 && (*off)[0].is_number_unsigned() &&
                    (*off)[1].is_number_unsigned(),
                where, "\"data_offsets\" must be [begin, end] with non-negative integers, found ",
-               off == v.end() ? std::string("nothing") : off->dump());
+               off == v.end() ? std::string("nothing") : json_excerpt(*off));
       e.begin = (*off)[0].get<uint64_t>();
       e.end = (*off)[1].get<uint64_t>();
       PT_CHECK(e.begin <= e.end, where, "data_offsets ", offsets_str(e.begin, e.end), " end before they begin");
@@ -209,9 +212,10 @@ void SafetensorsFile::open(const std::string& path) {
     uint64_t expected = 0;
     const std::string* prev = nullptr;
     for (auto& [b, e, name] : order) {
-      PT_CHECK(b == expected, "safetensors ", path, ": tensor ", *name, ": data_offsets ", offsets_str(b, e),
+      PT_CHECK(b == expected, "safetensors ", path, ": tensor ", printable(*name), ": data_offsets ", offsets_str(b, e),
                b < expected ? " overlap " : " leave a gap after ",
-               prev ? "tensor " + *prev : std::string("the start of the data"), " (expected begin ", expected, ")");
+               prev ? "tensor " + printable(*prev) : std::string("the start of the data"), " (expected begin ", expected,
+               ")");
       expected = e;
       prev = name;
     }
@@ -240,6 +244,11 @@ const SafetensorsFile::Entry& SafetensorsFile::entry(const std::string& name) co
 }
 
 SafetensorsInfo SafetensorsFile::info(const std::string& name) const { return entry(name).info; }
+
+std::string_view SafetensorsFile::stored_bytes(const std::string& name) const {
+  const Entry& e = entry(name);
+  return {static_cast<const char*>(base_) + data_start_ + e.begin, size_t(e.end - e.begin)};
+}
 
 void SafetensorsFile::convert_to_host(const Entry& e, const std::string& name, DType dtype, void* out) const {
   const uint8_t* src = static_cast<const uint8_t*>(base_) + data_start_ + e.begin;

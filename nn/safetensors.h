@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -46,6 +47,8 @@ class SafetensorsFile {
   // Converts straight into dst's storage (any dtype/device/strides the conversion rules above allow).
   // A CUDA (or strided) dst goes through one temporary CPU tensor the size of this one tensor.
   void read_into(const std::string& name, const Tensor& dst) const;
+  // The tensor's bytes as stored (little-endian, its stored dtype), valid while the file is open.
+  std::string_view stored_bytes(const std::string& name) const;
 
  private:
   struct Entry {

@@ -59,18 +59,31 @@ OptConfig opt_preset(const std::string& raw) {
   PT_FAIL("unknown OPT preset '", raw, "' (allowed: ", os.str(), ")");
 }
 
+namespace {
+constexpr int64_t kMaxSize = int64_t(1) << 31;  // per size field; OPT-66b's largest is 50272
+}  // namespace
+
 int64_t OptConfig::num_parameters() const {
-  const int64_t h = hidden_size, e = word_embed_proj_dim, f = ffn_dim, b = enable_bias ? 1 : 0;
-  int64_t per_layer = 4 * (h * h + b * h) + (h * f + b * f) + (f * h + b * h) + 2 * 2 * h;
-  int64_t n = vocab_size * e + (max_position_embeddings + 2) * h + num_hidden_layers * per_layer;
+  // Sizes come from config.json files: each is checked against kMaxSize, so the count below cannot overflow 128 bits,
+  // and the total must fit int64 (signed overflow would be undefined behaviour).
+  for (int64_t v : {vocab_size, hidden_size, num_hidden_layers, ffn_dim, max_position_embeddings, word_embed_proj_dim})
+    PT_CHECK(v >= 0 && v <= kMaxSize, "OPT config ", name, ": a size of ", v, " is outside [0, ", kMaxSize, "]");
+  using Wide = __int128;
+  const Wide h = hidden_size, e = word_embed_proj_dim, f = ffn_dim, b = enable_bias ? 1 : 0;
+  const Wide per_layer = 4 * (h * h + b * h) + (h * f + b * f) + (f * h + b * h) + 2 * 2 * h;
+  Wide n = Wide(vocab_size) * e + (Wide(max_position_embeddings) + 2) * h + Wide(num_hidden_layers) * per_layer;
   if (has_projections()) n += 2 * e * h;
   if (has_final_layer_norm()) n += 2 * h;
-  return n;
+  if (!tie_word_embeddings) n += Wide(vocab_size) * e;
+  PT_CHECK(n <= INT64_MAX, "OPT config ", name, ": the sizes are too large: the parameter count overflows a 64-bit "
+           "integer (vocab_size ", vocab_size, ", hidden_size ", hidden_size, ", ffn_dim ", ffn_dim,
+           ", num_hidden_layers ", num_hidden_layers, ")");
+  return int64_t(n);
 }
 
 void OptConfig::validate() const {
   auto positive = [&](const char* field, int64_t v) {
-    PT_CHECK(v > 0, "OPT config ", name, ": ", field, " = ", v, " must be positive");
+    PT_CHECK(v > 0 && v <= kMaxSize, "OPT config ", name, ": ", field, " = ", v, " must be in [1, ", kMaxSize, "]");
   };
   positive("vocab_size", vocab_size);
   positive("hidden_size", hidden_size);
@@ -87,6 +100,7 @@ void OptConfig::validate() const {
   PT_CHECK(layer_norm_eps > 0, "OPT config ", name, ": layer_norm_eps must be positive");
   PT_CHECK(pad_token_id >= 0 && pad_token_id < vocab_size, "OPT config ", name, ": pad_token_id ", pad_token_id,
            " is outside the vocabulary of ", vocab_size);
+  num_parameters();  // throws when the sizes together overflow
 }
 
 bool OptConfig::same_architecture(const OptConfig& o) const {
@@ -103,6 +117,7 @@ std::string OptConfig::describe() const {
      << " heads, ffn " << ffn_dim << ", vocab " << vocab_size << ", context " << max_position_embeddings
      << (do_layer_norm_before ? ", pre-LN" : ", post-LN");
   if (has_projections()) os << ", embed dim " << word_embed_proj_dim;
+  if (!tie_word_embeddings) os << ", untied lm_head";
   os << ", " << num_parameters() << " parameters";
   return os.str();
 }

@@ -19,6 +19,10 @@ struct OptConfig {
   bool do_layer_norm_before = true;   // false = post-LN (350m)
   bool remove_final_layer_norm = false;
   bool enable_bias = true;
+  // HF's tie_word_embeddings: the LM head is the token embedding itself (every published OPT). False: the model
+  // has its own "lm_head.weight" [V, E] (a checkpoint of it must store one). Not part of same_architecture():
+  // the weights decide it, not the preset.
+  bool tie_word_embeddings = true;
   double dropout = 0.1;
   double attention_dropout = 0.0;
   double layer_norm_eps = 1e-5;
@@ -30,7 +34,7 @@ struct OptConfig {
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
   bool has_projections() const { return word_embed_proj_dim != hidden_size; }
   bool has_final_layer_norm() const { return do_layer_norm_before && !remove_final_layer_norm; }
-  int64_t num_parameters() const;  // with the LM head tied to the embedding (counted once)
+  int64_t num_parameters() const;  // a tied LM head is the embedding (counted once); an untied one counts V·E
   void validate() const;           // throws pt::Error naming the field and what is allowed
   bool same_architecture(const OptConfig& o) const;  // every field that changes shapes or the computation
   std::string describe() const;    // one line: "opt-125m: 12 layers, hidden 768, ..."

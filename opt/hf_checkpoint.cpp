@@ -6,6 +6,7 @@
 #include <optional>
 #include <sstream>
 
+#include "nn/untrusted_json.h"
 #include "tensor/error.h"
 
 namespace pt::opt {
@@ -19,17 +20,15 @@ const char* const kEmbed = "model.decoder.embed_tokens.weight";
 const char* const kLmHead = "lm_head.weight";
 
 json read_json_file(const std::string& path, const char* what) {
+  PT_CHECK(fs::is_regular_file(path), what, " ", path, ": ", fs::exists(path) ? "not a regular file" : "cannot open");
   std::ifstream in(path, std::ios::binary);
   PT_CHECK(in, what, " ", path, ": cannot open");
   std::stringstream ss;
   ss << in.rdbuf();
-  try {
-    json j = json::parse(ss.str());
-    PT_CHECK(j.is_object(), what, " ", path, ": must be a JSON object, found ", j.type_name());
-    return j;
-  } catch (const json::parse_error& e) {
-    PT_FAIL(what, " ", path, ": not valid JSON: ", e.what());
-  }
+  PT_CHECK(!in.bad(), what, " ", path, ": read error");
+  const json j = nn::parse_untrusted_json(ss.str(), std::string(what) + " " + path);
+  PT_CHECK(j.is_object(), what, " ", path, ": must be a JSON object, found ", j.type_name());
+  return j;
 }
 
 // Typed access to config.json keys; a missing key takes `def` (null counts as missing, as in HF's
@@ -41,25 +40,25 @@ class ConfigReader {
   int64_t integer(const char* key, std::optional<int64_t> def = std::nullopt) const {
     const json* v = find(key, def.has_value());
     if (!v) return *def;
-    PT_CHECK(v->is_number_integer(), where_, "key \"", key, "\" must be an integer, found ", v->dump());
+    PT_CHECK(v->is_number_integer(), where_, "key \"", key, "\" must be an integer, found ", nn::json_excerpt(*v));
     return v->get<int64_t>();
   }
   double number(const char* key, double def) const {
     const json* v = find(key, true);
     if (!v) return def;
-    PT_CHECK(v->is_number(), where_, "key \"", key, "\" must be a number, found ", v->dump());
+    PT_CHECK(v->is_number(), where_, "key \"", key, "\" must be a number, found ", nn::json_excerpt(*v));
     return v->get<double>();
   }
   bool boolean(const char* key, bool def) const {
     const json* v = find(key, true);
     if (!v) return def;
-    PT_CHECK(v->is_boolean(), where_, "key \"", key, "\" must be true or false, found ", v->dump());
+    PT_CHECK(v->is_boolean(), where_, "key \"", key, "\" must be true or false, found ", nn::json_excerpt(*v));
     return v->get<bool>();
   }
   std::string string(const char* key, const std::string& def) const {
     const json* v = find(key, true);
     if (!v) return def;
-    PT_CHECK(v->is_string(), where_, "key \"", key, "\" must be a string, found ", v->dump());
+    PT_CHECK(v->is_string(), where_, "key \"", key, "\" must be a string, found ", nn::json_excerpt(*v));
     return v->get<std::string>();
   }
   const std::string& where() const { return where_; }
@@ -83,13 +82,21 @@ namespace {
 OptConfig config_from_json(const json& j, const std::string& path, const std::string& fallback_name) {
   ConfigReader r(j, path);
   const std::string model_type = r.string("model_type", "opt");
-  PT_CHECK(model_type == "opt", r.where(), "model_type is \"", model_type, "\", expected \"opt\"");
+  PT_CHECK(model_type == "opt", r.where(), "model_type is \"", nn::printable(model_type), "\", expected \"opt\"");
+  // Settings of HF's OPTConfig that this model cannot honour are refused by name, before any tensor is looked at.
   const std::string activation = r.string("activation_function", "relu");
-  PT_CHECK(activation == "relu", r.where(), "activation_function is \"", activation,
+  PT_CHECK(activation == "relu", r.where(), "activation_function is \"", nn::printable(activation),
            "\" but OPT models here support only \"relu\"");
+  PT_CHECK(r.boolean("layer_norm_elementwise_affine", true), r.where(),
+           "layer_norm_elementwise_affine = false (layer norms without weight and bias) is not supported: OPT models "
+           "here have affine layer norms (true, the default)");
+  const double layerdrop = r.number("layerdrop", 0.0);
+  PT_CHECK(layerdrop == 0.0, r.where(), "layerdrop = ", layerdrop,
+           " is not supported: LayerDrop (skipping decoder layers at random in training) is not implemented; 0.0 "
+           "is allowed");
 
   OptConfig c;
-  c.name = r.string("_name_or_path", fallback_name);
+  c.name = nn::printable(r.string("_name_or_path", fallback_name));  // it appears in messages and logs
   c.vocab_size = r.integer("vocab_size");
   c.hidden_size = r.integer("hidden_size");
   c.num_hidden_layers = r.integer("num_hidden_layers");
@@ -100,6 +107,7 @@ OptConfig config_from_json(const json& j, const std::string& path, const std::st
   c.do_layer_norm_before = r.boolean("do_layer_norm_before", true);
   c.remove_final_layer_norm = r.boolean("_remove_final_layer_norm", false);
   c.enable_bias = r.boolean("enable_bias", true);
+  c.tie_word_embeddings = r.boolean("tie_word_embeddings", true);
   c.dropout = r.number("dropout", 0.1);
   c.attention_dropout = r.number("attention_dropout", 0.0);
   c.layer_norm_eps = r.number("layer_norm_eps", 1e-5);
@@ -123,17 +131,18 @@ OptConfig read_hf_config(const std::string& path) {
 }
 
 OptConfig parse_hf_config(const std::string& text, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    PT_FAIL("HF config ", where, ": not valid JSON: ", e.what());
-  }
+  const json j = nn::parse_untrusted_json(text, "HF config " + where);
   PT_CHECK(j.is_object(), "HF config ", where, ": must be a JSON object, found ", j.type_name());
   return config_from_json(j, where, "custom");
 }
 
-std::string hf_config_json(const OptConfig& c, bool tie_word_embeddings) {
+std::string hf_config_json(const OptConfig& config, bool tie_word_embeddings) {
+  OptConfig c = config;
+  c.tie_word_embeddings = tie_word_embeddings;
+  return hf_config_json(c);
+}
+
+std::string hf_config_json(const OptConfig& c) {
   json j = {{"_name_or_path", c.name},
             {"architectures", {"OPTForCausalLM"}},
             {"model_type", "opt"},
@@ -155,7 +164,7 @@ std::string hf_config_json(const OptConfig& c, bool tie_word_embeddings) {
             {"pad_token_id", c.pad_token_id},
             {"bos_token_id", c.bos_token_id},
             {"eos_token_id", c.eos_token_id},
-            {"tie_word_embeddings", tie_word_embeddings},
+            {"tie_word_embeddings", c.tie_word_embeddings},
             {"torch_dtype", "float32"}};
   return j.dump(2);
 }
@@ -176,14 +185,14 @@ void HfCheckpoint::open(const std::string& dir) {
   const fs::path d(dir);
   PT_CHECK(fs::is_directory(d), "checkpoint ", dir, ": no such folder");
   const fs::path config = d / "config.json";
-  PT_CHECK(fs::is_regular_file(config), "checkpoint ", dir, ": missing config.json (expected ", config.string(), ")");
+  PT_CHECK(fs::exists(config), "checkpoint ", dir, ": missing config.json (expected ", config.string(), ")");
   ck.config_ = read_hf_config(config.string());
 
   auto add = [&](const std::string& stored, size_t file) {
     const std::string canon = canonical_opt_name(stored);
     auto [it, inserted] = ck.sources_.emplace(canon, Source{file, stored});
-    PT_CHECK(inserted, "checkpoint ", dir, ": tensors ", it->second.stored_name, " and ", stored, " both map to ",
-             canon);
+    PT_CHECK(inserted, "checkpoint ", dir, ": tensors ", nn::printable(it->second.stored_name), " and ",
+             nn::printable(stored), " both map to ", nn::printable(canon));
   };
   const fs::path single = d / "model.safetensors", index = d / "model.safetensors.index.json";
   if (fs::exists(single)) {
@@ -196,18 +205,21 @@ void HfCheckpoint::open(const std::string& dir) {
     std::map<std::string, size_t> shard_index;  // each shard opened once
     for (auto& [name, file] : wm->items()) {
       PT_CHECK(file.is_string(), "checkpoint index ", index.string(), ": weight_map entry for ", name,
-               " must be a file name, found ", file.dump());
+               " must be a file name, found ", nn::json_excerpt(file));
       const std::string shard = file.get<std::string>();
+      PT_CHECK(!shard.empty() && shard.find('/') == std::string::npos && shard != "." && shard != "..",
+               "checkpoint index ", index.string(), ": weight_map entry for ", nn::printable(name), " is \"",
+               nn::printable(shard), "\", not the name of a file in the folder");
       auto it = shard_index.find(shard);
       if (it == shard_index.end()) {
         const fs::path p = d / shard;
-        PT_CHECK(fs::is_regular_file(p), "checkpoint ", dir, ": shard ", p.string(), " (listed for tensor ", name,
-                 " in model.safetensors.index.json) is missing");
+        PT_CHECK(fs::is_regular_file(p), "checkpoint ", dir, ": shard ", nn::printable(p.string()), " (listed for tensor ",
+                 nn::printable(name), " in model.safetensors.index.json) is missing");
         ck.files_.push_back(std::make_unique<nn::SafetensorsFile>(p.string()));
         it = shard_index.emplace(shard, ck.files_.size() - 1).first;
       }
       PT_CHECK(ck.files_[it->second]->has(name), "checkpoint ", dir, ": model.safetensors.index.json puts tensor ",
-               name, " in ", shard, " but that file has no such tensor");
+               nn::printable(name), " in ", nn::printable(shard), " but that file has no such tensor");
       add(name, it->second);
     }
   } else {
@@ -217,19 +229,38 @@ void HfCheckpoint::open(const std::string& dir) {
                     : "");
   }
 
-  // The LM head is tied to the token embedding; files usually store it once, under the embedding's name.
-  auto embed = ck.sources_.find(kEmbed);
-  if (embed != ck.sources_.end()) {
-    auto head = ck.sources_.find(kLmHead);
-    if (head == ck.sources_.end()) {
-      ck.sources_.emplace(kLmHead, embed->second);
-    } else {
-      const Shape hs = ck.info(kLmHead).shape, es = ck.info(kEmbed).shape;
-      PT_CHECK(hs == es, "checkpoint ", dir, ": lm_head.weight has shape ", shape_str(hs), " but ", kEmbed, " has ",
-               shape_str(es), " (they are tied and must match)");
-    }
-  }
+  ck.resolve_lm_head();
   *this = std::move(ck);
+}
+
+// The LM head, as transformers loads it. tie_word_embeddings = false: the files must store lm_head.weight. Tied (the
+// default): files usually store the head once, under the embedding's name, and it is served from there; a stored
+// lm_head.weight with the embedding's bytes is the same tensor, but one with other values makes transformers keep
+// both (it warns and does not tie), so the model is untied here too.
+void HfCheckpoint::resolve_lm_head() {
+  auto embed = sources_.find(kEmbed);
+  auto head = sources_.find(kLmHead);
+  if (!config_.tie_word_embeddings) {
+    PT_CHECK(head != sources_.end(), "checkpoint ", dir_, ": config.json has tie_word_embeddings = false but no ",
+             kLmHead, " is stored (an untied model needs its own head)");
+    if (embed != sources_.end())
+      PT_CHECK(info(kLmHead).shape == info(kEmbed).shape, "checkpoint ", dir_, ": lm_head.weight has shape ",
+               shape_str(info(kLmHead).shape), " but ", kEmbed, " has ", shape_str(info(kEmbed).shape));
+    return;
+  }
+  if (embed == sources_.end()) return;  // reported as a missing tensor when a model loads
+  if (head == sources_.end()) {
+    sources_.emplace(kLmHead, embed->second);
+    return;
+  }
+  const nn::SafetensorsInfo hi = info(kLmHead), ei = info(kEmbed);
+  PT_CHECK(hi.shape == ei.shape, "checkpoint ", dir_, ": lm_head.weight has shape ", shape_str(hi.shape), " but ",
+           kEmbed, " has ", shape_str(ei.shape), " (they are tied and must match)");
+  const Source &h = head->second, &e = embed->second;
+  const bool same = hi.stored_dtype == ei.stored_dtype &&
+                    files_[h.file]->stored_bytes(h.stored_name) == files_[e.file]->stored_bytes(e.stored_name);
+  if (same) head->second = e;
+  else config_.tie_word_embeddings = false;
 }
 
 std::vector<std::string> HfCheckpoint::canonical_names() const {

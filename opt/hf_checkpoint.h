@@ -2,7 +2,10 @@
 // model.safetensors, or shards listed by model.safetensors.index.json) under canonical HF names.
 // Canonical names are the ones transformers' OPTForCausalLM uses: "model.decoder.…" and "lm_head.weight".
 // Published files disagree on the prefix (opt-350m stores "decoder.…"), and usually omit the tied lm_head,
-// so both prefixes are accepted and lm_head.weight is served from the token embedding when absent.
+// so both prefixes are accepted and lm_head.weight is served from the token embedding when the head is tied.
+// The head is untied (config().tie_word_embeddings = false, lm_head.weight read from the files) when config.json
+// says tie_word_embeddings = false, or when the files store an lm_head.weight that differs from the embedding
+// (transformers keeps both then).
 #pragma once
 #include <map>
 #include <memory>
@@ -20,9 +23,10 @@ namespace pt::opt {
 OptConfig read_hf_config(const std::string& config_json_path);
 // The same from JSON text (e.g. a checkpoint's model_config attribute); `where` names it in errors.
 OptConfig parse_hf_config(const std::string& json_text, const std::string& where);
-// config.json text for a config (what transformers' OPTConfig reads back). tie_word_embeddings = false for a
-// model whose lm_head was untied (its checkpoint then stores lm_head.weight).
-std::string hf_config_json(const OptConfig& config, bool tie_word_embeddings = true);
+// config.json text for a config (what transformers' OPTConfig reads back), tie_word_embeddings included (false
+// for a model whose lm_head was untied: its checkpoint then stores lm_head.weight). The second form overrides it.
+std::string hf_config_json(const OptConfig& config);
+std::string hf_config_json(const OptConfig& config, bool tie_word_embeddings);
 
 // "decoder.layers.0.fc1.weight" / "layers.0.fc1.weight" -> "model.decoder.layers.0.fc1.weight";
 // names already canonical (or unknown) come back unchanged.
@@ -55,6 +59,7 @@ class HfCheckpoint {
     std::string stored_name;  // the name inside that file
   };
   const Source& source(const std::string& canonical) const;
+  void resolve_lm_head();  // after every file is open (see the comment at the top)
 
   std::string dir_;
   OptConfig config_;

@@ -34,6 +34,7 @@ OptForCausalLM::OptForCausalLM(const OptConfig& c, Device device, DType dtype, u
     layers_.push_back(std::make_unique<DecoderLayer>(c, device, dtype, random_bits(seed, 1000 + uint64_t(i))));
     register_module(d + "layers." + std::to_string(i), layers_.back().get());
   }
+  if (!c.tie_word_embeddings) add_lm_head(device, dtype);  // registered last, as in OPTForCausalLM
   for (auto& [name, p] : named_parameters()) p->set_name(name);  // full HF names in autograd/optimizer messages
   if (random_init) init_weights(seed);
 }
@@ -59,6 +60,7 @@ std::unique_ptr<OptForCausalLM> OptForCausalLM::from_hf(const HfCheckpoint& chec
 
 void OptForCausalLM::load_hf(const HfCheckpoint& checkpoint) {
   checkpoint.check_matches(config_);
+  if (!checkpoint.config().tie_word_embeddings) untie_lm_head();  // its head comes from the files
   const auto params = named_parameters();
   // Tied, the head is served by embed_tokens and there is nothing to read for it; untied, it is one of the
   // parameters, and checkpoints without a separate head serve it from the embedding.
@@ -100,16 +102,22 @@ Variable OptForCausalLM::head(const Variable& h) {
   return ag::linear(x, embed_tokens.weight, Variable());      // tied lm_head: [B,T,V]
 }
 
+void OptForCausalLM::add_lm_head(Device device, DType dtype) {
+  auto head = std::make_unique<nn::Linear>(config_.word_embed_proj_dim, config_.vocab_size, /*bias=*/false, device,
+                                           dtype);
+  head->weight.set_name("lm_head.weight");
+  register_module("lm_head", head.get());
+  lm_head = std::move(head);
+  config_.tie_word_embeddings = false;  // so checkpoints and exports of this model say so
+}
+
 void OptForCausalLM::untie_lm_head() {
   if (lm_head) return;
   const Variable& e = embed_tokens.weight;
-  auto head = std::make_unique<nn::Linear>(e.size(1), e.size(0), /*bias=*/false, e.device(), e.dtype());
-  head->weight.data().copy_(e.data());
-  head->weight.set_requires_grad(e.requires_grad());
-  head->weight.set_name("lm_head.weight");
-  head->train(is_training());
-  register_module("lm_head", head.get());
-  lm_head = std::move(head);
+  add_lm_head(e.device(), e.dtype());
+  lm_head->weight.data().copy_(e.data());
+  lm_head->weight.set_requires_grad(e.requires_grad());
+  lm_head->train(is_training());
 }
 
 Variable OptForCausalLM::forward(const Tensor& ids, KVCache* cache) {

@@ -5,8 +5,9 @@
 //   model.decoder.project_out/in      [E, C] / [C, E], no bias, only when E != C (350m)
 //   model.decoder.final_layer_norm    only for pre-LN models
 //   model.decoder.layers.{i}.…        see DecoderLayer
-// The LM head is the token embedding itself (logits = h·Eᵀ), not a separate parameter, until untie_lm_head()
-// gives it its own weight "lm_head.weight" [V, E] (for retraining the head without touching the embedding).
+// The LM head is the token embedding itself (logits = h·Eᵀ), not a separate parameter, unless the config says
+// tie_word_embeddings = false or untie_lm_head() is called: then it is its own weight "lm_head.weight" [V, E]
+// (an untied HF model, or retraining the head without touching the embedding), and config() says so.
 // B = batch, T = tokens, C = hidden size, E = word_embed_proj_dim, V = vocab size.
 #pragma once
 #include <memory>
@@ -55,8 +56,8 @@ class OptForCausalLM : public nn::Module {
   Variable loss(const Tensor& ids, const Tensor& labels);
   KVCache make_cache(int64_t capacity) const;
 
-  // Checks the checkpoint's architecture (check_matches), then reads every parameter straight into its
-  // storage. Errors name the tensor (and both shapes on a shape mismatch).
+  // Checks the checkpoint's architecture (check_matches), unties the head when the checkpoint's is untied, then
+  // reads every parameter straight into its storage. Errors name the tensor (and both shapes on a mismatch).
   void load_hf(const HfCheckpoint& checkpoint);
 
   // Layer-by-layer access (calibration and pruning run one decoder layer at a time):
@@ -67,7 +68,8 @@ class OptForCausalLM : public nn::Module {
   // Gives the LM head its own parameter, registered last as "lm_head.weight" (a bias-free Linear E -> V, as in
   // transformers), initialised to a copy of embed_tokens.weight so the logits do not change. From then on the
   // head and the embedding are trained independently and both are in state_dict() and checkpoints (a model
-  // must be untied before loading a checkpoint of an untied one). Does nothing when already untied.
+  // must be untied before loading an HDF5 checkpoint of an untied one). Sets config().tie_word_embeddings to
+  // false. Does nothing when already untied.
   void untie_lm_head();
   bool lm_head_tied() const { return lm_head == nullptr; }
 
@@ -88,6 +90,7 @@ class OptForCausalLM : public nn::Module {
   OptForCausalLM(const OptConfig& config, Device device, DType dtype, uint64_t seed, bool random_init);
   Variable embed_variable(const Tensor& ids, int64_t past_length);  // tokens + positions [B,T,C]
   void init_weights(uint64_t seed);
+  void add_lm_head(Device device, DType dtype);  // registers an (uninitialised) untied head
 
   OptConfig config_;
   std::vector<std::unique_ptr<DecoderLayer>> layers_;

@@ -61,21 +61,23 @@ def rows_to_raw(rows):
     return "".join(row if row else " \n" for row in rows)
 
 
-def rows_from_datasets(split, revision):
+def rows_from_datasets(split, revision, config=CONFIG):
     import datasets
-    ds = datasets.load_dataset(REPO, CONFIG, split=split, revision=revision)
+    ds = datasets.load_dataset(REPO, config, split=split, revision=revision)
     return list(ds["text"])
 
 
-def rows_from_parquet(split, revision):
+def rows_from_parquet(split, revision, config=CONFIG):
+    """config: wikitext-2-raw-v1 (its parquet pins are checked) or wikitext-2-v1 (the tokenized variant)."""
     import pyarrow.parquet as pq
     from huggingface_hub import hf_hub_download
     path = hf_hub_download(repo_id=REPO, repo_type="dataset", revision=revision,
-                           filename=f"{CONFIG}/{split}-00000-of-00001.parquet")
-    size, digest = PARQUET[split]
-    got = sha256_file(path)
-    state = "OK" if got == digest and os.path.getsize(path) == size else f"MISMATCH (expected {digest}, got {got})"
-    print(f"  parquet {split}: {state}")
+                           filename=f"{config}/{split}-00000-of-00001.parquet")
+    if config == CONFIG:
+        size, digest = PARQUET[split]
+        got = sha256_file(path)
+        state = "OK" if got == digest and os.path.getsize(path) == size else f"MISMATCH (expected {digest}, got {got})"
+        print(f"  parquet {split}: {state}")
     return pq.read_table(path, columns=["text"]).column("text").to_pylist()
 
 

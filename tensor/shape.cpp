@@ -7,13 +7,28 @@
 
 namespace pt {
 
+// Every extent must be >= 0, and the product of the extents counted as at least 1 (what the outermost stride
+// holds) must fit in int64: a zero extent makes the element count 0 but not the strides, so [0, 2^62, 2^62]
+// is refused here rather than overflowing later (signed overflow is undefined behaviour).
+static int64_t checked_stride_extent(const Shape& s) {
+  int64_t extent = 1;
+  for (int64_t d : s) {
+    PT_CHECK(d >= 0, "shape ", shape_str(s), ": negative size ", d);
+    PT_CHECK(!__builtin_mul_overflow(extent, std::max<int64_t>(d, 1), &extent), "shape ", shape_str(s),
+             " is too large: its element count or strides overflow a 64-bit integer");
+  }
+  return extent;
+}
+
 int64_t shape_numel(const Shape& s) {
+  checked_stride_extent(s);
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) n *= d;  // cannot overflow: |n| <= the checked extent
   return n;
 }
 
 Strides contiguous_strides(const Shape& s) {
+  checked_stride_extent(s);
   Strides st(s.size());
   int64_t acc = 1;
   for (int64_t i = int64_t(s.size()) - 1; i >= 0; --i) {

@@ -63,7 +63,7 @@ static Shape infer_shape(const Shape& shape, int64_t numel, const char* op) {
       infer = int64_t(i);
     } else {
       PT_CHECK(out[i] >= 0, op, ": invalid size in ", shape_str(shape));
-      known *= out[i];
+      PT_CHECK(!__builtin_mul_overflow(known, out[i], &known), op, ": shape ", shape_str(shape), " is too large");
     }
   }
   if (infer >= 0) {
@@ -288,7 +288,10 @@ template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape) PT_CHECK(d >= 0, "empty: negative size in shape ", shape_str(shape));
-  auto storage = std::make_shared<Storage>(size_t(shape_numel(shape)) * dtype_size(dtype), device);
+  size_t nbytes = 0;
+  PT_CHECK(!__builtin_mul_overflow(size_t(shape_numel(shape)), dtype_size(dtype), &nbytes), "empty: shape ",
+           shape_str(shape), " of ", dtype_name(dtype), " needs more bytes than a 64-bit size can count");
+  auto storage = std::make_shared<Storage>(nbytes, device);
   return Tensor(std::move(storage), shape, contiguous_strides(shape), 0, dtype);
 }
 

@@ -12,6 +12,7 @@
 
 #include "nn/safetensors.h"
 #include "opt/hf_checkpoint.h"
+#include "opt/model.h"
 #include "tests/test_util.h"
 
 namespace fs = std::filesystem;
@@ -224,6 +225,93 @@ TEST_F(HfCheckpointTest, StoredLmHeadIsUsedAndMustMatchTheEmbedding) {
   Named twice = random_weights(tiny);
   twice.emplace_back("decoder.layers.0.fc1.bias", twice.back().second);
   EXPECT_THROW(HfCheckpoint(make_folder("twice", transformers_config_json(tiny), twice)), pt::Error);
+}
+
+// tie_word_embeddings as transformers reads it: false needs a stored lm_head.weight and gives an untied model; a tied
+// config whose files store a different head is untied too (transformers 5 warns and keeps both), an identical
+// stored head stays tied.
+TEST_F(HfCheckpointTest, UntiedHeadIsReadAsTransformersReadsIt) {
+  const OptConfig tiny = opt_preset("tiny");
+  const Named w = random_weights(tiny);
+  ASSERT_EQ(w[0].first, "model.decoder.embed_tokens.weight");
+  const Tensor head = pt::test::random_tensor({tiny.vocab_size, tiny.hidden_size}, 9, -1, 1, DType::f16);
+  Named with_head = w;
+  with_head.emplace_back("lm_head.weight", head);
+  json untied = transformers_config_json(tiny);
+  untied["tie_word_embeddings"] = false;
+  expect_error([&] { HfCheckpoint(make_folder("no_head", untied, w)); },
+               "config.json has tie_word_embeddings = false but no lm_head.weight is stored");
+
+  for (const char* folder : {"untied", "tied_but_different"}) {
+    SCOPED_TRACE(folder);
+    HfCheckpoint ck(make_folder(folder, folder == std::string("untied") ? untied : transformers_config_json(tiny),
+                                with_head));
+    EXPECT_FALSE(ck.config().tie_word_embeddings);
+    EXPECT_TRUE(pt::test::tensors_equal(ck.read("lm_head.weight", DType::f16), head));
+    auto model = pt::opt::OptForCausalLM::from_hf(ck, pt::Device::cpu);
+    EXPECT_FALSE(model->lm_head_tied());
+    EXPECT_TRUE(pt::test::tensors_equal(model->lm_head->weight.data(), head.to(DType::f32)));
+    EXPECT_TRUE(pt::test::tensors_equal(model->embed_tokens.weight.data(), w[0].second.to(DType::f32)));
+    EXPECT_EQ(model->num_parameters(), ck.config().num_parameters());
+    EXPECT_EQ(model->num_parameters(), opt_preset("tiny").num_parameters() + tiny.vocab_size * tiny.hidden_size);
+  }
+  Named same = w;
+  same.emplace_back("lm_head.weight", w[0].second);
+  HfCheckpoint tied(make_folder("tied_same", transformers_config_json(tiny), same));
+  EXPECT_TRUE(tied.config().tie_word_embeddings);
+  EXPECT_TRUE(pt::opt::OptForCausalLM::from_hf(tied, pt::Device::cpu)->lm_head_tied());
+}
+
+// config.json settings this model cannot honour are refused by name, not as a missing tensor later.
+TEST_F(HfCheckpointTest, SettingsTheModelCannotHonourAreNamed) {
+  const OptConfig tiny = opt_preset("tiny");
+  Named no_layer_norms;  // what a model without affine layer norms stores
+  for (auto& [n, t] : random_weights(tiny))
+    if (n.find("layer_norm.") == std::string::npos) no_layer_norms.emplace_back(n, t);
+  json affine = transformers_config_json(tiny);
+  affine["layer_norm_elementwise_affine"] = false;
+  expect_error([&] { HfCheckpoint(make_folder("affine", affine, no_layer_norms)); },
+               "config.json: layer_norm_elementwise_affine = false (layer norms without weight and bias) is not "
+               "supported");
+  json layerdrop = transformers_config_json(tiny);
+  layerdrop["layerdrop"] = 0.1;
+  expect_error([&] { HfCheckpoint(make_folder("layerdrop", layerdrop, random_weights(tiny))); },
+               "config.json: layerdrop = 0.1 is not supported");
+  json relu6 = transformers_config_json(tiny);
+  relu6["activation_function"] = "relu6";
+  expect_error([&] { HfCheckpoint(make_folder("relu6", relu6, random_weights(tiny))); },
+               "activation_function is \"relu6\" but OPT models here support only \"relu\"");
+  // Nested 100,000 deep: one line, no crash (printing such a value in an error recursed once per level).
+  json deep = transformers_config_json(tiny);
+  std::string text = deep.dump();
+  text.insert(text.size() - 1, ",\"task_specific_params\":" + std::string(100000, '[') + std::string(100000, ']'));
+  const fs::path d = dir_ / "deep";
+  fs::create_directories(d);
+  write_text(d / "config.json", text);
+  expect_error([&] { HfCheckpoint ck(d.string()); }, "config.json: JSON nests deeper than 32 levels");
+  expect_error([&] { parse_hf_config("{\"vocab_size\": " + std::string(50, '[') + std::string(50, ']') + "}", "x"); },
+               "HF config x: JSON nests deeper");
+}
+
+// Sizes from a config.json are bounded one by one and together (found by fuzzing: hidden_size 2^62 made the
+// parameter count overflow int64, undefined behaviour, and the config was accepted).
+TEST(HfConfigSizes, HugeSizesAreRefusedNotOverflowed) {
+  json c = transformers_config_json(opt_preset("tiny"));
+  c["hidden_size"] = int64_t(1) << 62;
+  c["num_attention_heads"] = 1;
+  expect_error([&] { parse_hf_config(c.dump(), "huge"); },
+               "OPT config test/opt-tiny: hidden_size = 4611686018427387904 must be in [1, 2147483648]");
+  for (const char* key : {"vocab_size", "hidden_size", "ffn_dim", "num_hidden_layers", "word_embed_proj_dim"})
+    c[key] = int64_t(1) << 31;
+  expect_error([&] { parse_hf_config(c.dump(), "huge"); }, "the parameter count overflows a 64-bit integer");
+  // Large but countable: 8·h² dominates with h = 2^29 (the formula itself is checked against real models in
+  // OptModel.ParameterNamesAreHuggingFaceNames).
+  c["hidden_size"] = int64_t(1) << 29;
+  c["num_hidden_layers"] = 2;
+  c["ffn_dim"] = 4;
+  c["vocab_size"] = 8;
+  c["word_embed_proj_dim"] = 4;
+  EXPECT_GT(parse_hf_config(c.dump(), "large").num_parameters(), int64_t(1) << 61);
 }
 
 TEST_F(HfCheckpointTest, CheckMatchesNamesTheFirstDifferingField) {

@@ -226,9 +226,9 @@ TEST_F(SafetensorsTest, BadDtypeShapeAndJsonAreNamed) {
   write_raw(p, R"({"w":{"shape":[1],"data_offsets":[0,4]}})", "abcd");
   EXPECT_CONTAINS(open_error(p), "tensor w: missing or non-string \"dtype\"");
   write_raw(p, R"({"w": )", "");
-  EXPECT_CONTAINS(open_error(p), "header is not valid UTF-8 JSON");
+  EXPECT_CONTAINS(open_error(p), "header: not valid JSON");
   write_raw(p, "{\"\xff\xfe\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", "");
-  EXPECT_CONTAINS(open_error(p), "header is not valid UTF-8 JSON");
+  EXPECT_CONTAINS(open_error(p), "header: not valid JSON");
   write_raw(p, "[1, 2]", "");
   EXPECT_CONTAINS(open_error(p), "header must be a JSON object, found array");
   write_raw(
@@ -244,6 +244,33 @@ TEST_F(SafetensorsTest, BadDtypeShapeAndJsonAreNamed) {
   write_raw(p, "{}      ", "");
   SafetensorsFile f(p);
   EXPECT_TRUE(f.names().empty());
+}
+
+// Hostile headers. Nesting is bounded before anything recurses (a shape list nested 100,000 deep crashed the
+// process inside its own error message), a zero extent cannot hide overflowing ones, and what a message quotes
+// from the file is printable: invalid UTF-8 and control bytes as \xNN, on one line.
+TEST_F(SafetensorsTest, HostileHeadersFailWithOnePrintableLine) {
+  const std::string p = path("h.safetensors");
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  write_raw(p, R"({"w":{"dtype":"F32","shape":)" + deep + R"(,"data_offsets":[0,0]}})", "");
+  EXPECT_CONTAINS(open_error(p), p + ": header: JSON nests deeper than 32 levels");
+  write_raw(p, std::string(100000, '{'), "");
+  EXPECT_CONTAINS(open_error(p), "header: JSON nests deeper than 32 levels");
+
+  write_raw(p, R"({"w":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],"data_offsets":[0,0]}})", "");
+  EXPECT_CONTAINS(open_error(p), "tensor w: shape [0,4611686018427387904,4611686018427387904] is too large");
+  write_raw(p, R"({"w":{"dtype":"F32","shape":[0,3037000500,3037000500],"data_offsets":[0,0]}})", "");
+  EXPECT_CONTAINS(open_error(p), "is too large");
+
+  write_raw(p, "{\"\xff\xfe\":{}}", "");
+  std::string msg = open_error(p);
+  EXPECT_CONTAINS(msg, "header: not valid JSON");
+  EXPECT_CONTAINS(msg, "\\xff");
+  EXPECT_EQ(msg.find_first_of("\xff\xfe"), std::string::npos) << "raw bytes echoed";
+  write_raw(p, R"({"a\nb":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}})", std::string(8, 'x'));
+  msg = open_error(p);
+  EXPECT_CONTAINS(msg, "tensor a\\x0ab: data_offsets [0, 8] hold 8 bytes");
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << "a name with a newline split the message";
 }
 
 TEST_F(SafetensorsTest, ReadIntoChecksShapeAndFillsStridedTargets) {

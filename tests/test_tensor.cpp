@@ -162,6 +162,24 @@ TEST(Tensor, ClearErrors) {
   EXPECT_THROW(parse_device("tpu"), Error);
 }
 
+// Extents read from files are untrusted. A zero extent makes the element count 0 but not the strides, so every
+// extent and the running product must be checked ([0, 2^62, 2^62] overflowed int64 here: undefined behaviour).
+TEST(Shape, HugeExtentsAreRefusedEvenWhenTheCountIsZero) {
+  const int64_t big = int64_t(1) << 62;
+  test::expect_error([&] { contiguous_strides({0, big, big}); },
+                     "shape [0, 4611686018427387904, 4611686018427387904] is too large");
+  test::expect_error([&] { shape_numel({big, big, 0}); }, "is too large");
+  test::expect_error([&] { Tensor::empty({0, big, big}); }, "is too large");
+  test::expect_error([&] { shape_numel({2, -3}); }, "negative size -3");
+  test::expect_error([&] { Tensor::empty({int64_t(1) << 61, 2}, DType::f64); }, "needs more bytes");
+  test::expect_error([&] { Tensor::zeros({0}).reshape({big, big, -1}); }, "is too large");
+  // What fits still works, zero extents included.
+  EXPECT_EQ(contiguous_strides({3, 0, 5}), (Strides{5, 5, 1}));
+  EXPECT_EQ(contiguous_strides({0, big, 1}), (Strides{big, 1, 1}));
+  EXPECT_EQ(shape_numel({0, big, 1}), 0);
+  EXPECT_EQ(Tensor::empty({0, big}).numel(), 0);
+}
+
 TEST(Device, AutoResolvesToAUsableDevice) {
   Device d = parse_device("auto");
   EXPECT_EQ(d == Device::cuda, cuda_is_available());

@@ -71,6 +71,16 @@ class TrainPruneSmoke : public ::testing::Test {
             "--set", "data.dir=" + kData,
             "--set", "data.cache=" + std::string(PT_BINARY_DIR) + "/test-cache"};
   }
+  // Reruns train_prune on the shared run folder (an export) under the suite's lock: ctest -j runs cases as parallel
+  // processes, and two runs writing one folder would race on its files.
+  static int rerun_shared(const std::vector<std::string>& args, const std::string& log) {
+    const int lock = ::open((dir_.string() + ".lock").c_str(), O_RDWR | O_CREAT, 0644);
+    ::lockf(lock, F_LOCK, 0);
+    const int code = wait_exit(spawn_process(args, log));
+    ::lockf(lock, F_ULOCK, 0);
+    ::close(lock);
+    return code;
+  }
   void SetUp() override {
     if (!have_data()) GTEST_SKIP() << "no WikiText-2 / tokenizer under " << kData;
     ASSERT_EQ(exit_code_, 0) << read_text_file((dir_ / "run.log").string());
@@ -225,7 +235,7 @@ TEST_F(TrainPruneSmoke, ExportsACellAsHuggingFaceSafetensors) {
   std::vector<std::string> args = base_args(dir_ / "run");
   for (const char* a : {"--export-hf", "SparseGPT oneshot@0.6", "--export-dir"}) args.push_back(a);
   args.push_back(out.string());
-  ASSERT_EQ(wait_exit(spawn_process(args, (dir_ / "export.log").string())), 0) << read_text_file((dir_ / "export.log").string());
+  ASSERT_EQ(rerun_shared(args, (dir_ / "export.log").string()), 0) << read_text_file((dir_ / "export.log").string());
   opt::HfCheckpoint hf(out.string());  // the project's own HF reader: config.json + model.safetensors
   const nn::Checkpoint st = stage(std::string(kPrefix) + "sparsegpt unstructured 0.6");
   EXPECT_EQ(hf.config().num_hidden_layers, 2);
@@ -239,9 +249,41 @@ TEST_F(TrainPruneSmoke, ExportsACellAsHuggingFaceSafetensors) {
     for (const char* a : {"--export-hf", "No such arm@0.6"}) bad.push_back(a);
     const std::string log = (dir_ / "export-bad.log").string();
     fs::remove(log);
-    EXPECT_EQ(wait_exit(spawn_process(bad, log)), 1);
+    EXPECT_EQ(rerun_shared(bad, log), 1);  // it runs (and rewrites) the shared folder before it fails
     PT_FAIL(read_text_file(log));
   }, "no such cell");
+}
+
+// The lm_head cell's model has a head of its own: --export-hf writes tie_word_embeddings: false and
+// lm_head.weight, and opt_eval on the export measures the perplexity the run measured (it used to evaluate
+// that export with the embedding as its head).
+TEST_F(TrainPruneSmoke, ExportedUntiedHeadEvaluatesAsInTheRun) {
+  std::string arm;
+  double run_ppl = 0;
+  for (const auto& r : results())
+    if (r.at("scope") == "lm_head" && std::abs(r.at("target_sparsity").get<double>() - 0.6) < 1e-9)
+      arm = r.at("arm"), run_ppl = r.at("perplexity");
+  ASSERT_FALSE(arm.empty()) << "no lm_head cell at 0.6";
+  const fs::path out = dir_ / "export-lm-head";
+  fs::remove_all(out);
+  std::vector<std::string> args = base_args(dir_ / "run");
+  for (const std::string& a : {std::string("--export-hf"), arm + "@0.6", std::string("--export-dir"), out.string()})
+    args.push_back(a);
+  const std::string export_log = (dir_ / "export-lm-head.log").string();
+  ASSERT_EQ(rerun_shared(args, export_log), 0) << read_text_file(export_log);
+  EXPECT_EQ(json::parse(read_text_file((out / "config.json").string())).at("tie_word_embeddings"), false);
+
+  const std::string eval_log = (dir_ / "opt-eval-lm-head.log").string();
+  fs::remove(eval_log);
+  const std::vector<std::string> eval = {std::string(PT_BINARY_DIR) + "/opt_eval", "--model", out.string(), "--ppl",
+                                         "--seqlen", "32", "--batch", "8", "--windows", "8", "--device", "cpu",
+                                         "--data", kData, "--cache", std::string(PT_BINARY_DIR) + "/test-cache"};
+  ASSERT_EQ(wait_exit(spawn_process(eval, eval_log)), 0) << read_text_file(eval_log);
+  const std::string text = read_text_file(eval_log);
+  const size_t at = text.find("perplexity ");
+  ASSERT_NE(at, std::string::npos) << text;
+  const double eval_ppl = std::stod(text.substr(at + 11));
+  EXPECT_NEAR(eval_ppl / run_ppl, 1.0, 1e-4) << "opt_eval " << eval_ppl << " vs the run's " << run_ppl << "\n" << text;
 }
 
 // Evaluating on a sparse kernel changes how the product is computed, not what it is: the same cells run with

@@ -2,8 +2,10 @@
 """Golden fixtures for the OPT model: small random OPT models built with Hugging Face transformers.
 
 For each config (one pre-LN like every OPT size but 350m, one 350m-style post-LN model with
-project_in/project_out and no final layer norm) this writes, under tests/golden/opt/<name>/:
-  config.json, model.safetensors   the model, as save_pretrained writes it (lm_head tied, not stored)
+project_in/project_out and no final layer norm, and one pre-LN model with an untied LM head) this writes, under
+tests/golden/opt/<name>/:
+  config.json, model.safetensors   the model, as save_pretrained writes it (a tied lm_head is not stored; the
+                                   untied one is, with tie_word_embeddings: false in config.json)
   io.safetensors                   input_ids [B,T] i64, logits [B,T,V] f32, loss (0-d) f32,
                                    grad.<param> for every parameter (the tied lm_head's gradient is
                                    part of grad.model.decoder.embed_tokens.weight),
@@ -13,7 +15,8 @@ project_in/project_out and no final layer norm) this writes, under tests/golden/
 Every parameter is randomised (not HF's zero biases / unit norms) so a wrong bias or norm shows up.
 Dropout is 0 and the model is in eval mode, so the forward is deterministic.
 
-Run: python3 tests/golden/make_opt_golden.py   (needs torch, transformers, safetensors from PyPI)
+Run: python3 tests/golden/make_opt_golden.py [NAME ...]   (needs torch, transformers, safetensors from PyPI;
+     names choose configs, e.g. tiny-untied; default: all)
 """
 import json
 import os
@@ -32,6 +35,10 @@ CONFIGS = {
     # Mirrors opt_preset("tiny-350m"): post-LN, project_in/out, no decoder final layer norm.
     "tiny-350m": dict(vocab_size=512, hidden_size=64, num_hidden_layers=2, ffn_dim=256, num_attention_heads=4,
                       max_position_embeddings=64, word_embed_proj_dim=32, do_layer_norm_before=False),
+    # "tiny" with its own LM head (tie_word_embeddings=False): lm_head.weight is stored and has its own gradient.
+    "tiny-untied": dict(vocab_size=512, hidden_size=64, num_hidden_layers=2, ffn_dim=256, num_attention_heads=4,
+                        max_position_embeddings=64, word_embed_proj_dim=64, do_layer_norm_before=True,
+                        tie_word_embeddings=False),
 }
 BATCH, SEQ = 2, 24
 PPL_SEQLEN, PPL_WINDOWS, PPL_TAIL = 16, 5, 7
@@ -95,6 +102,6 @@ def make(name, kw):
 
 
 if __name__ == "__main__":
-    for n, kw in CONFIGS.items():
-        make(n, kw)
+    for n in sys.argv[1:] or CONFIGS:
+        make(n, CONFIGS[n])
     sys.exit(0)
