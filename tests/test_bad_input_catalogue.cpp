@@ -160,6 +160,13 @@ std::string data_with_bad_vocab(const Fixture& f) {
   return dir;
 }
 
+// A copy of the tiny Hugging Face fixture (config.json + model.safetensors) to damage.
+std::string hf_folder_copy(const Fixture& f, const std::string& name) {
+  const std::string dir = f.scratch + "/" + name;
+  fs::copy(std::string(PT_SOURCE_DIR) + "/tests/golden/opt/tiny", dir, fs::copy_options::recursive);
+  return dir;
+}
+
 void flip_byte_in_the_middle(const std::string& path) {
   std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
   const auto size = fs::file_size(path);
@@ -290,6 +297,29 @@ const std::vector<BadInputCase> kCases = {
     {"PretrainTextTooShortForTraining", "pretrain", "pretrain",
      [](const Fixture& f) { return with_sets(f, {"data.train_path=" + write_file(f.scratch + "/short.txt", " = A = \n")}); },
      {"short.txt", "tokens, too few for two training windows"}},
+    // 1 and 10 through train_prune (test_bad_input_formats.cpp runs the whole set through opt_eval): a model
+    // folder whose safetensors header nests 100,000 deep (it used to crash the error path), and a config.json
+    // setting the model cannot honour (it used to surface as a missing tensor).
+    {"ModelFolderWithADeeplyNestedHeader", "train_prune", "train_prune",
+     [](const Fixture& f) {
+       const std::string dir = hf_folder_copy(f, "nested");
+       std::string header = R"({"w":{"dtype":"F32","shape":)" + std::string(100000, '[') + std::string(100000, ']') +
+                            R"(,"data_offsets":[0,0]}})";
+       std::string bytes(8, '\0');
+       for (int i = 0; i < 8; ++i) bytes[size_t(i)] = char((uint64_t(header.size()) >> (8 * i)) & 0xff);
+       write_file(dir + "/model.safetensors", bytes + header);
+       return with_sets(f, {"model.weights=" + dir});
+     },
+     {"model.safetensors: header: JSON nests deeper than 32 levels"}},
+    {"ModelFolderWithLayerNormsWithoutAffine", "train_prune", "train_prune",
+     [](const Fixture& f) {
+       const std::string dir = hf_folder_copy(f, "no-affine");
+       auto c = nlohmann::json::parse(read_text_file(dir + "/config.json"));
+       c["layer_norm_elementwise_affine"] = false;
+       write_file(dir + "/config.json", c.dump(2));
+       return with_sets(f, {"model.weights=" + dir});
+     },
+     {"config.json: layer_norm_elementwise_affine = false", "is not supported"}},
     {"OptEvalModelFolderMissing", "opt_eval", "",
      [](const Fixture& f) { return std::vector<std::string>{"--model", f.scratch + "/no/such/folder", "--ppl"}; },
      {"--model ", "/no/such/folder: no such folder"}},

@@ -23,7 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 const std::string kSource = PT_SOURCE_DIR;
-const std::string kOptEval = std::string(PT_BINARY_DIR) + "/opt_eval";
+const std::string kOptEval = app_dir() + "/opt_eval";
 
 void write_file(const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; }
 

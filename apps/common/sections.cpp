@@ -96,7 +96,7 @@ DataSection read_data_section(config::IniConfig& ini) {
   d.dir = ini.text("data", "dir", "data");
   d.train_path = ini.text("data", "train_path", "");
   d.cache_dir = ini.text("data", "cache", "cache");
-  if (!std::filesystem::is_directory(d.dir)) ini.fail("data", "dir", "no such folder (expected wikitext-2-raw/ and opt-tokenizer/ inside)");
+  if (!std::filesystem::is_directory(d.dir)) ini.fail("data", "dir", "no such folder (expected wikitext-2-raw/ and opt-tokenizer/ inside; `make data` links or fetches them)");
   if (!d.train_path.empty() && !std::filesystem::is_regular_file(d.train_path)) ini.fail("data", "train_path", "no such file");
   return d;
 }
