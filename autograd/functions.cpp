@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "autograd/autocast.h"
+#include "tensor/ops/op_families.h"
 
 namespace pt::autograd {
 namespace {
@@ -290,7 +291,8 @@ Variable cat(const std::vector<Variable>& xs, int64_t dim) {
 // ---- softmax, normalisation, lookup, loss -------------------------------------------------------
 
 Variable softmax(const Variable& x, bool causal) {
-  Tensor y = pt::softmax(x.data(), causal);  // masked entries are exactly 0, so their gradient is too
+  // The softmax family's selection (tensor/ops/op_families.h); masked entries are exactly 0, so is their gradient.
+  Tensor y = softmax_family().get("", x.device())(x.data(), causal);
   return unary_op(x, y, "softmax", [y](const Tensor& g) { return pt::softmax_backward(y, g); });
 }
 
@@ -300,7 +302,7 @@ Variable log_softmax(const Variable& x) {
 }
 
 Variable layer_norm(const Variable& x, const Variable& weight, const Variable& bias, double eps) {
-  LayerNormOut out = pt::layer_norm(x.data(), weight.data(), bias.data(), eps);
+  LayerNormOut out = layer_norm_family().get("", x.device())(x.data(), weight.data(), bias.data(), eps);
   Tensor xd = x.data(), wd = weight.data(), mu = out.mean, rstd = out.rstd;
   return Variable::from_op(out.y, {x, weight, bias}, [=](const Tensor& g) {
     LayerNormGrads d = pt::layer_norm_backward(g, xd, wd, mu, rstd);

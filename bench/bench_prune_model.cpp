@@ -19,7 +19,6 @@
 namespace pt {
 namespace {
 
-using prune::PruneKernel;
 using prune::PruneMethod;
 
 struct ModelCase {
@@ -67,8 +66,8 @@ void BM_prune_model(benchmark::State& state) {
   prune::SequentialPruneOptions o;
   o.method = method;
   o.pattern = prune::SparsityPattern::unstructured(0.5);
-  o.kernel = fused ? PruneKernel::fused : PruneKernel::unfused;
-  o.hessian_kernel = fused ? prune::HessianKernel::fused : prune::HessianKernel::unfused;
+  kernels::ScopedSelection shorthand;  // every pruning kernel family's fused (or unfused) variant on the device
+  shorthand.shorthand(fused ? "fused" : "unfused");
   o.forward_batch = dev == Device::cuda ? 8 : 4;
   o.measure_reconstruction = false;  // time the method itself, not the measurement
   o.show_progress = false;

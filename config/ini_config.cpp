@@ -162,6 +162,13 @@ const IniValue* IniConfig::find(const std::string& section, const std::string& k
 }
 bool IniConfig::has(const std::string& section, const std::string& key) const { return find(section, key) != nullptr; }
 
+std::vector<std::string> IniConfig::keys(const std::string& section) const {
+  std::vector<std::string> out;
+  for (const auto& [sec, key] : order_)
+    if (sec == section) out.push_back(key);
+  return out;
+}
+
 void IniConfig::record(const std::string& section, const std::string& key, const std::string& value) {
   for (auto& r : reads_)
     if (r.section == section && r.key == key) {

@@ -44,6 +44,7 @@ class IniConfig {
   std::vector<double> number_list(const std::string& section, const std::string& key, const std::string& def,
                                   double min, double max);
   bool has(const std::string& section, const std::string& key) const;
+  std::vector<std::string> keys(const std::string& section) const;  // the keys given in a section, in file order
 
   // Declares the sections a program knows (so an unknown one is reported as such, with the allowed list).
   void declare_sections(const std::vector<std::string>& sections) { sections_ = sections; }

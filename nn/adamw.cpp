@@ -10,22 +10,6 @@
 
 namespace pt::nn {
 
-const char* adamw_kernel_name(AdamWKernel k) {
-  switch (k) {
-    case AdamWKernel::reference: return "reference";
-    case AdamWKernel::unfused: return "unfused";
-    case AdamWKernel::fused: return "fused";
-  }
-  return "?";
-}
-
-AdamWKernel parse_adamw_kernel(const std::string& name) {
-  if (name == "reference") return AdamWKernel::reference;
-  if (name == "unfused") return AdamWKernel::unfused;
-  if (name == "fused") return AdamWKernel::fused;
-  PT_FAIL("AdamW: unknown kernel '", name, "' (allowed: reference, unfused, fused)");
-}
-
 AdamW::AdamW(std::vector<AdamWParamGroup> groups, AdamWConfig config) : config_(config) {
   PT_CHECK(config.beta1 >= 0 && config.beta1 < 1 && config.beta2 >= 0 && config.beta2 < 1, "AdamW: betas (",
            config.beta1, ", ", config.beta2, ") must lie in [0, 1)");
@@ -103,46 +87,56 @@ void AdamW::check_grad(size_t i) const {
            g.describe(), " of ", label(i), " must be f32 with the parameter's shape and device (", p.describe(), ")");
 }
 
-void AdamW::step(double lr, AdamWKernel kernel) {
+void AdamW::step(double lr, const std::string& variant) {
   PT_CHECK(std::isfinite(lr) && lr >= 0, "AdamW::step: learning rate ", lr, " must be finite and >= 0");
+  AdamWStepArgs args{.lr = lr, .beta1 = config_.beta1, .beta2 = config_.beta2, .eps = config_.eps,
+                     .cache = &fused_cache_};
   std::vector<size_t> active;  // parameters with a gradient this step
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (!slots_[i].var.grad().defined()) continue;
     check_grad(i);
-    const Tensor& p = slots_[i].var.data();
-    if (kernel == AdamWKernel::reference)
-      PT_CHECK(!p.is_cuda(), "AdamW::step: kernel 'reference' runs on CPU tensors only; ", label(i), " is ",
-               p.describe(), " (use 'unfused' or 'fused' on CUDA)");
     active.push_back(i);
   }
+  if (active.empty()) return;
+  const std::string& name = variant.empty() ? config_.kernel : variant;
+  const Device device = slots_[active[0]].var.data().device();
+  const std::string problem = adamw_family().why_not(name.empty() ? adamw_family().resolve(device) : name, device);
+  PT_CHECK(problem.empty(), "AdamW::step: ", label(active[0]), " is ", slots_[active[0]].var.data().describe(), ": ",
+           problem);
+  const auto& step_fn = adamw_family().get(name, device);
   autograd::NoGradGuard no_grad;
-  for (size_t i : active) ++slots_[i].step;
-  switch (kernel) {
-    case AdamWKernel::reference: step_reference(lr, active); break;
-    case AdamWKernel::unfused: step_unfused(lr, active); break;
-    case AdamWKernel::fused: step_fused(lr, active); break;
+  for (size_t i : active) {
+    Slot& s = slots_[i];
+    ++s.step;
+    args.params.push_back({s.var.data(), s.var.grad(), s.m, s.v, s.keep, s.weight_decay, s.step});
   }
+  step_fn(args);
 }
+
+namespace detail {
+
+namespace {
 
 // The oracle. Each of torch's in-place tensor ops is computed in double and rounded to f32 once, where torch
 // stores a tensor (p after the decay, m, v after mul_(beta2), v, p); scalars enter as f32 like in torch's f32
 // kernels. Matching torch's rounding points keeps the three kernels within 1e-6 over hundreds of steps.
-void AdamW::step_reference(double lr, const std::vector<size_t>& active) {
+void step_reference(const AdamWStepArgs& a) {
   PT_NVTX_RANGE("train/adamw_reference");
-  const double w1 = float(1.0 - config_.beta1), b2 = float(config_.beta2), w2 = float(1.0 - config_.beta2);
-  const double eps = float(config_.eps);
-  for (size_t i : active) {
-    Slot& s = slots_[i];
-    const Tensor g = s.var.grad().contiguous();
-    float* p = s.var.data().data<float>();
+  const double w1 = float(1.0 - a.beta1), b2 = float(a.beta2), w2 = float(1.0 - a.beta2);
+  const double eps = float(a.eps);
+  for (const AdamWParamStep& s : a.params) {
+    PT_CHECK(!s.p.is_cuda(), "AdamW::step: variant 'reference' runs on CPU tensors only, got ", s.p.describe(),
+             " (use 'unfused' or 'fused' on CUDA)");
+    const Tensor g = s.g.contiguous();
+    float* p = s.p.data<float>();
     const float* gp = g.data<float>();
     float* m = s.m.data<float>();
     float* v = s.v.data<float>();
     const uint8_t* keep = s.keep.defined() ? s.keep.data<uint8_t>() : nullptr;
-    const double decay = float(1.0 - lr * s.weight_decay);
-    const double bc1 = 1.0 - std::pow(config_.beta1, double(s.step));
-    const double bc2_sqrt = float(std::sqrt(1.0 - std::pow(config_.beta2, double(s.step))));
-    const double step_size = float(lr / bc1);
+    const double decay = float(1.0 - a.lr * s.weight_decay);
+    const double bc1 = 1.0 - std::pow(a.beta1, double(s.step));
+    const double bc2_sqrt = float(std::sqrt(1.0 - std::pow(a.beta2, double(s.step))));
+    const double step_size = float(a.lr / bc1);
     for (int64_t k = 0, n = s.m.numel(); k < n; ++k) {
       if (keep && !keep[k]) { p[k] = 0.0f; m[k] = 0.0f; v[k] = 0.0f; continue; }
       const double gk = gp[k];
@@ -158,13 +152,12 @@ void AdamW::step_reference(double lr, const std::vector<size_t>& active) {
 }
 
 // The baseline of the fused kernel: one primitive op per line, each a full pass over memory.
-void AdamW::step_unfused(double lr, const std::vector<size_t>& active) {
+void step_unfused(const AdamWStepArgs& a) {
   PT_NVTX_RANGE("train/adamw_unfused");
-  const double b1 = config_.beta1, b2 = config_.beta2, eps = config_.eps;
-  for (size_t i : active) {
-    Slot& s = slots_[i];
-    const Tensor& p = s.var.data();
-    Tensor g = s.var.grad();
+  const double b1 = a.beta1, b2 = a.beta2, eps = a.eps, lr = a.lr;
+  for (const AdamWParamStep& s : a.params) {
+    const Tensor& p = s.p;
+    Tensor g = s.g;
     const double bc1 = 1.0 - std::pow(b1, double(s.step)), bc2_sqrt = std::sqrt(1.0 - std::pow(b2, double(s.step)));
     if (s.keep.defined()) g = apply_mask(g, s.keep);             // pruned gradients are ignored
     unary_(p, p, UnaryOp::mul_scalar, 1.0 - lr * s.weight_decay);  // decoupled decay, before the moments
@@ -188,36 +181,66 @@ void AdamW::step_unfused(double lr, const std::vector<size_t>& active) {
 
 // One pass over all parameters: the multi-tensor CUDA kernel for CUDA tensors, the threaded, vectorised CPU
 // loop for CPU tensors; both compute the same f32 function (nn/adamw_cpu.h).
-void AdamW::step_fused(double lr, const std::vector<size_t>& active) {
+void step_fused(const AdamWStepArgs& a) {
   PT_NVTX_RANGE("train/adamw_fused");
-  std::vector<detail::AdamWFusedTensor> on_cpu, on_cuda;
+  std::vector<AdamWFusedTensor> on_cpu, on_cuda;
   std::vector<Tensor> grads;  // keeps contiguous copies (if any) alive until the step is done / queued
-  grads.reserve(active.size());
-  for (size_t i : active) {
-    Slot& s = slots_[i];
-    grads.push_back(s.var.grad().contiguous());
-    const double bc1 = 1.0 - std::pow(config_.beta1, double(s.step));
-    const double bc2_sqrt = std::sqrt(1.0 - std::pow(config_.beta2, double(s.step)));
-    detail::AdamWFusedTensor t{};
-    t.p = s.var.data().data<float>();
+  grads.reserve(a.params.size());
+  for (const AdamWParamStep& s : a.params) {
+    grads.push_back(s.g.contiguous());
+    const double bc1 = 1.0 - std::pow(a.beta1, double(s.step));
+    const double bc2_sqrt = std::sqrt(1.0 - std::pow(a.beta2, double(s.step)));
+    AdamWFusedTensor t{};
+    t.p = s.p.data<float>();
     t.g = grads.back().data<float>();
     t.m = s.m.data<float>();
     t.v = s.v.data<float>();
     t.keep = s.keep.defined() ? s.keep.data<uint8_t>() : nullptr;
     t.n = s.m.numel();
-    t.decay = float(1.0 - lr * s.weight_decay);
-    t.step_size = float(lr / bc1);
+    t.decay = float(1.0 - a.lr * s.weight_decay);
+    t.step_size = float(a.lr / bc1);
     t.bc2_sqrt = float(bc2_sqrt);
     (s.m.is_cuda() ? on_cuda : on_cpu).push_back(t);
   }
-  if (!on_cpu.empty()) detail::adamw_cpu_step(on_cpu, detail::AdamWCpuHyper(config_.beta1, config_.beta2, config_.eps));
+  if (!on_cpu.empty()) adamw_cpu_step(on_cpu, AdamWCpuHyper(a.beta1, a.beta2, a.eps));
   if (on_cuda.empty()) return;
 #if PT_CUDA
-  detail::adamw_fused_step(on_cuda, config_.beta1, config_.beta2, config_.eps, fused_cache_);
+  AdamWFusedCache scratch;
+  adamw_fused_step(on_cuda, a.beta1, a.beta2, a.eps, a.cache ? *a.cache : scratch);
 #else
   PT_FAIL("AdamW::step: CUDA parameters in a CPU-only build");
 #endif
 }
+
+}  // namespace
+
+using AdamWVariant = kernels::Family<AdamWStep>::Variant;
+
+AdamWVariant adamw_reference_variant() {
+  return {{.name = "reference",
+           .devices = {Device::cpu},
+           .dtypes = {DType::f32},
+           .summary = "per-element loop in double, rounded where torch stores a tensor"},
+          step_reference};
+}
+
+AdamWVariant adamw_unfused_variant() {
+  return {{.name = "unfused",
+           .devices = {Device::cpu, Device::cuda},
+           .dtypes = {DType::f32},
+           .summary = "one tensor op per line, each a full pass over memory"},
+          step_unfused};
+}
+
+AdamWVariant adamw_fused_variant() {
+  return {{.name = "fused",
+           .devices = {Device::cpu, Device::cuda},
+           .dtypes = {DType::f32},
+           .summary = "one pass over all parameters: CUDA multi-tensor kernel; CPU threaded AVX2 loop"},
+          step_fused};
+}
+
+}  // namespace detail
 
 std::vector<AdamWParamState> AdamW::state() const {
   std::vector<AdamWParamState> out;

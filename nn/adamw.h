@@ -8,7 +8,8 @@
 // so neither weight decay nor a stray gradient can move a pruned weight.
 // Like torch, a parameter whose gradient is undefined is skipped and its step count does not advance.
 //
-// Kernels (DESIGN.md "Fused and unfused"): all three compute the same function.
+// The step is the kernel family adamw (tensor/kernel_registry.h; variants registered in nn/kernel_families.cpp);
+// all compute the same function:
 //   reference  plain per-element loop in double on the CPU (the oracle; CPU tensors only)
 //   unfused    a composition of tensor ops from tensor/ops.h; CPU or CUDA (the benchmark baseline)
 //   fused      one pass over all parameters: on CUDA one kernel launch (multi-tensor apply, 16-byte vector
@@ -31,20 +32,41 @@
 #include <vector>
 
 #include "autograd/variable.h"
+#include "tensor/kernel_registry.h"
 #include "tensor/tensor.h"
 
 namespace pt::nn {
-
-enum class AdamWKernel { reference, unfused, fused };
-const char* adamw_kernel_name(AdamWKernel k);
-AdamWKernel parse_adamw_kernel(const std::string& name);  // "reference" | "unfused" | "fused"
 
 struct AdamWConfig {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
-  AdamWKernel kernel = AdamWKernel::unfused;
+  std::string kernel;  // an adamw_family() variant; "" = the family's selection
 };
+
+// Device-side buffers of the fused CUDA kernel, kept by the optimizer across steps.
+struct AdamWFusedCache {
+  std::vector<int64_t> sizes;  // element counts the chunk table was built for
+  Tensor chunks;               // u8 bytes on CUDA: one {tensor, chunk} entry per block
+  int64_t num_chunks = 0;
+  Tensor descriptors;          // u8 bytes on CUDA, rewritten every step
+};
+
+// What a variant of the kernel family adamw receives: every parameter that takes this step (f32, contiguous; g
+// of p's shape; keep u8 or undefined, with p, m and v already 0 where it is 0, as set_mask leaves them), its
+// weight decay and its step count (this step included).
+struct AdamWParamStep {
+  Tensor p, g, m, v, keep;
+  double weight_decay = 0;
+  int64_t step = 0;
+};
+struct AdamWStepArgs {
+  std::vector<AdamWParamStep> params{};
+  double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  AdamWFusedCache* cache = nullptr;  // for the fused CUDA kernel; null = none kept (a temporary one is used)
+};
+using AdamWStep = void(const AdamWStepArgs&);
+kernels::Family<AdamWStep>& adamw_family();
 
 // A group shares one weight decay (HF convention: 0 for biases and layer norms, e.g. 0.1 elsewhere).
 struct AdamWParamGroup {
@@ -73,7 +95,7 @@ class AdamW {
   const std::string& name(size_t i) const;
   double weight_decay(size_t i) const;
   const AdamWConfig& config() const { return config_; }
-  void set_kernel(AdamWKernel k) { config_.kernel = k; }
+  void set_kernel(const std::string& variant) { config_.kernel = variant; }  // "" = the family's selection
 
   // keep: u8 (0 = pruned), the parameter's shape and device. Zeroes p, m, v where keep == 0 right away.
   // An undefined tensor removes the mask.
@@ -81,7 +103,7 @@ class AdamW {
   const Tensor& mask(size_t i) const;
 
   void step(double lr) { step(lr, config_.kernel); }  // lr from an LrSchedule (schedules live outside)
-  void step(double lr, AdamWKernel kernel);
+  void step(double lr, const std::string& variant);    // variant of adamw_family(); "" = its selection
   void zero_grad();  // drops every parameter's gradient
 
   int64_t step_count(size_t i) const;
@@ -92,13 +114,7 @@ class AdamW {
   // any device) into the live buffers; masked positions are re-zeroed.
   void load_state(const std::vector<AdamWParamState>& state);
 
-  // Device-side buffers of the fused kernel (descriptor array and cached chunk table).
-  struct FusedCache {
-    std::vector<int64_t> sizes;  // element counts the chunk table was built for
-    Tensor chunks;               // u8 bytes on CUDA: one {tensor, chunk} entry per block
-    int64_t num_chunks = 0;
-    Tensor descriptors;          // u8 bytes on CUDA, rewritten every step
-  };
+  using FusedCache = AdamWFusedCache;
 
  private:
   struct Slot {
@@ -110,9 +126,6 @@ class AdamW {
   };
   std::string label(size_t i) const;  // "parameter 3 ('fc1.weight')" for messages
   void check_grad(size_t i) const;
-  void step_reference(double lr, const std::vector<size_t>& active);
-  void step_unfused(double lr, const std::vector<size_t>& active);
-  void step_fused(double lr, const std::vector<size_t>& active);
 
   AdamWConfig config_;
   std::vector<Slot> slots_;

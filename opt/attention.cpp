@@ -2,8 +2,9 @@
 
 #include <cmath>
 
+#include "autograd/autocast.h"
 #include "autograd/functions.h"
-#include "tensor/ops/causal_attention.h"
+#include "tensor/ops/op_families.h"
 
 namespace pt::opt {
 
@@ -56,11 +57,14 @@ Variable OptAttention::forward(const Variable& x, AttentionCache* cache) {
   }
 
   // Causal softmax masks key j for query i when j > i + (Tk - Tq): exactly HF's mask with a past.
-  // Inference on the CPU (perplexity, calibration forwards): the blocked kernel, half the work of the
-  // composition below and no [T, Tk] scores in memory; equal to it up to rounding (tensor/ops/causal_attention.h).
+  // Inference (perplexity, calibration forwards) runs the attention family's selection (tensor/ops/op_families.h):
+  // on the CPU by default the blocked kernel, half the work of the composition below and no [T, Tk] scores in
+  // memory; equal to it up to rounding (tensor/ops/causal_attention.h). Under autocast (CUDA) the products below
+  // run in bf16, which the family's f32 variants would not.
   const bool dropout_active = attn_dropout.is_training() && attn_dropout.p() > 0;
-  if (!cache && !ag::grad_enabled() && !x.data().is_cuda() && !dropout_active)
-    return out_proj.forward(Variable(causal_attention_cpu(q.data(), k.data(), v.data())));
+  const bool autocast_products = x.data().is_cuda() && ag::autocast_enabled();
+  if (!cache && !ag::grad_enabled() && !dropout_active && !autocast_products)
+    return out_proj.forward(Variable(attention_family().get("", x.device())(q.data(), k.data(), v.data())));
 
   Variable scores = ag::matmul(q, k, false, true);           // [B,H,T,Tk]
   Variable probs = attn_dropout.forward(ag::softmax(scores, /*causal=*/true));

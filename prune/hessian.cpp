@@ -7,14 +7,6 @@
 
 namespace pt::prune {
 
-HessianKernel parse_hessian_kernel(const std::string& name) {
-  if (name == "unfused") return HessianKernel::unfused;
-  if (name == "fused") return HessianKernel::fused;
-  PT_FAIL("Hessian kernel '", name, "' is unknown (allowed: unfused, fused)");
-}
-
-const char* hessian_kernel_name(HessianKernel k) { return k == HessianKernel::fused ? "fused" : "unfused"; }
-
 HessianAccumulator::HessianAccumulator(int64_t cols, Device device) {
   PT_CHECK(cols > 0, "HessianAccumulator: cols = ", cols, " must be positive");
   H_ = Tensor::zeros({cols, cols}, DType::f32, device);
@@ -28,7 +20,7 @@ const Tensor& HessianAccumulator::H() const {
   return H_;
 }
 
-void HessianAccumulator::add_batch(const Tensor& x, int64_t sequences, HessianKernel kernel) {
+void HessianAccumulator::add_batch(const Tensor& x, int64_t sequences, const std::string& variant) {
   PT_CHECK(H_.defined(), "HessianAccumulator::add_batch: no Hessian yet (construct with HessianAccumulator(cols, device))");
   PT_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == cols(), "HessianAccumulator::add_batch: x ",
            x.defined() ? x.describe() : std::string("undefined"), " should be [..., ", cols(), "]");
@@ -37,28 +29,68 @@ void HessianAccumulator::add_batch(const Tensor& x, int64_t sequences, HessianKe
   PT_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f16 || x.dtype() == DType::bf16,
            "HessianAccumulator::add_batch: x is ", x.describe(), " (allowed: f32, f16, bf16)");
   PT_CHECK(sequences >= 1, "HessianAccumulator::add_batch: sequences = ", sequences, " must be >= 1");
+  const auto& update = hessian_family().get(variant, H_.device());
   PT_NVTX_RANGE("prune/hessian");
-  Tensor X = x.reshape({-1, cols()});
   // H *= n/(n+b); n += b; H += (2/n) XᵀX
   const double beta = double(nsamples) / double(nsamples + sequences);
   nsamples += sequences;
   const double alpha = 2.0 / double(nsamples);
   lower_stale_ = true;
-#if PT_CUDA
-  if (bf16_inputs && kernel == HessianKernel::fused && X.is_cuda()) {
-    detail::cuda_syrk_bf16(H_, X.to(DType::bf16).contiguous(), alpha, beta);
-    return;
-  }
-#endif
-  X = bf16_inputs ? X.to(DType::bf16).to(DType::f32) : X.to(DType::f32);  // the same rounding as the bf16 GEMM
-  if (kernel == HessianKernel::fused) {
-    syrk_(H_, X, alpha, beta);
-    return;
-  }
-  Tensor xtx = matmul(X, X, /*trans_a=*/true, /*trans_b=*/false);
-  unary_(H_, H_, UnaryOp::mul_scalar, beta);
-  unary_(xtx, xtx, UnaryOp::mul_scalar, alpha);
-  binary_(H_, H_, xtx, BinaryOp::add);
+  update(H_, x.reshape({-1, cols()}).to(bf16_inputs ? DType::bf16 : DType::f32).contiguous(), alpha, beta);
 }
+
+namespace detail {
+
+using HessianVariant = kernels::Family<HessianUpdate>::Variant;
+
+// The oracle: every entry of the upper triangle as a double sum over the tokens, one rounding to f32.
+HessianVariant hessian_reference_variant() {
+  return {{.name = "reference",
+           .devices = {Device::cpu},
+           .dtypes = {DType::f32, DType::bf16},
+           .summary = "double loops over the upper triangle, one rounding per entry"},
+          [](const Tensor& H, const Tensor& X, double alpha, double beta) {
+            const Tensor x = X.to(DType::f64).contiguous();
+            const int64_t n = x.size(0), d = x.size(1);
+            const double* xv = x.data<double>();
+            float* h = H.data<float>();
+#pragma omp parallel for schedule(dynamic, 8)
+            for (int64_t i = 0; i < d; ++i)
+              for (int64_t j = i; j < d; ++j) {
+                double acc = 0.0;
+                for (int64_t t = 0; t < n; ++t) acc += xv[t * d + i] * xv[t * d + j];
+                h[i * d + j] = float(alpha * acc + beta * double(h[i * d + j]));
+              }
+          }};
+}
+
+HessianVariant hessian_unfused_variant() {
+  return {{.name = "unfused",
+           .devices = {Device::cpu, Device::cuda},
+           .dtypes = {DType::f32, DType::bf16},
+           .summary = "XᵀX materialised by matmul, then H scaled and added: three passes over d²"},
+          [](const Tensor& H, const Tensor& X, double alpha, double beta) {
+            const Tensor x = X.to(DType::f32);
+            Tensor xtx = matmul(x, x, /*trans_a=*/true, /*trans_b=*/false);
+            unary_(H, H, UnaryOp::mul_scalar, beta);
+            unary_(xtx, xtx, UnaryOp::mul_scalar, alpha);
+            binary_(H, H, xtx, BinaryOp::add);
+          }};
+}
+
+HessianVariant hessian_fused_variant() {
+  return {{.name = "fused",
+           .devices = {Device::cpu, Device::cuda},
+           .dtypes = {DType::f32, DType::bf16},
+           .summary = "one syrk with alpha and beta (BLAS / cuBLAS); bf16 X on CUDA: a bf16 tensor-core GEMM"},
+          [](const Tensor& H, const Tensor& X, double alpha, double beta) {
+#if PT_CUDA
+            if (X.dtype() == DType::bf16 && X.is_cuda()) return cuda_syrk_bf16(H, X, alpha, beta);
+#endif
+            syrk_(H, X.to(DType::f32), alpha, beta);
+          }};
+}
+
+}  // namespace detail
 
 }  // namespace pt::prune

@@ -4,15 +4,22 @@
 #include <cstdint>
 #include <string>
 
+#include "tensor/kernel_registry.h"
 #include "tensor/tensor.h"
 
 namespace pt::prune {
 
-// unfused: materialise XᵀX (pt::matmul), then scale H and add (separate ops, the benchmark baseline);
-// fused:   one pt::syrk_ call whose alpha/beta do the whole update in place.
-enum class HessianKernel { unfused, fused };
-HessianKernel parse_hessian_kernel(const std::string& name);  // "unfused" | "fused"
-const char* hessian_kernel_name(HessianKernel k);
+// The kernel family of one batch's update (prune/kernel_families.cpp registers its variants):
+//   H = alpha·XᵀX + beta·H in place; H f32 [d, d], of which the upper triangle (diagonal included) must be
+//   written and the strict lower triangle is left unspecified; X [n, d] contiguous, f32, or bf16 (activations
+//   already rounded: products of the bf16 values, accumulated in f32).
+//   reference  double loops over the upper triangle (CPU)
+//   unfused    materialise XᵀX (pt::matmul), then scale H and add: separate ops, the benchmark baseline
+//   fused      one pt::syrk_ whose alpha/beta do the whole update in place; bf16 X on CUDA: a bf16 tensor-core GEMM
+//   bf16       X rounded to bf16 (half the bytes), products accumulated in f32: on the CPU chunks of tokens widened
+//              into a cache-sized buffer and added with ssyrk; on CUDA the bf16 tensor-core GEMM
+using HessianUpdate = void(const Tensor& H, const Tensor& X, double alpha, double beta);
+kernels::Family<HessianUpdate>& hessian_family();
 
 class HessianAccumulator {
  public:
@@ -25,8 +32,8 @@ class HessianAccumulator {
   HessianAccumulator(int64_t cols, Device device);
   // x [..., cols]: every token of `sequences` sequences (>= 1); f32, or f16/bf16 (converted to f32). The
   // device must be H's. Accumulates in f32 (TF32 follows pt::allow_tf32(), off by default). Each batch
-  // updates the upper triangle of H only.
-  void add_batch(const Tensor& x, int64_t sequences, HessianKernel kernel = HessianKernel::fused);
+  // updates the upper triangle of H only. `variant` names a hessian_family() variant ("" = its selection).
+  void add_batch(const Tensor& x, int64_t sequences, const std::string& variant = "");
   // The running average, f32 [cols, cols], exactly symmetric: the first read after a batch mirrors the upper
   // triangle onto the lower one (pt::symmetrize_, a tiled transpose on CUDA), so a calibration pass pays for one
   // mirror per matrix, before its Cholesky, instead of one per batch. Undefined when default-constructed.

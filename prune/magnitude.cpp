@@ -6,9 +6,9 @@
 namespace pt::prune {
 
 Tensor magnitude_mask(const Tensor& weight, const SparsityPattern& pattern, MaskGroup group, const Tensor& prev_keep,
-                      PruneKernel kernel) {
+                      const std::string& variant) {
   check_weight_matrix("magnitude_mask", weight, "weight");
-  return select_mask(abs(weight), pattern, group, prev_keep, kernel);
+  return select_mask(abs(weight), pattern, group, prev_keep, variant);
 }
 
 }  // namespace pt::prune

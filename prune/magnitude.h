@@ -7,6 +7,6 @@ namespace pt::prune {
 
 // weight f32 [rows, cols] (any device) -> u8 keep mask on its device. The weight itself is not modified.
 Tensor magnitude_mask(const Tensor& weight, const SparsityPattern& pattern, MaskGroup group = MaskGroup::matrix,
-                      const Tensor& prev_keep = {}, PruneKernel kernel = PruneKernel::fused);
+                      const Tensor& prev_keep = {}, const std::string& variant = "");
 
 }  // namespace pt::prune

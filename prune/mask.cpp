@@ -59,16 +59,17 @@ std::string group_name(const GroupLayout& l, int64_t g) {
 }
 
 // Plain loops: per group, forced positions, then the (k - forced) lowest (score, index) pairs.
-void select_reference(const Tensor& scores, const Tensor& prev, const Tensor& keep, const GroupLayout& l, int64_t k) {
-  const float* s = scores.data<float>();
-  const uint8_t* p = prev.defined() ? prev.data<uint8_t>() : nullptr;
-  uint8_t* out = keep.data<uint8_t>();
+OverfullGroup select_reference(const MaskSelectArgs& a) {
+  const float* s = a.scores.data<float>();
+  const uint8_t* p = a.prev_keep.defined() ? a.prev_keep.data<uint8_t>() : nullptr;
+  uint8_t* out = a.keep.data<uint8_t>();
+  const int64_t size = a.group_size, groups = a.scores.numel() / size, k = a.k;
   std::vector<std::pair<float, int64_t>> candidates;
-  for (int64_t g = 0; g < l.groups; ++g) {
-    const int64_t base = g * l.size;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t base = g * size;
     candidates.clear();
     int64_t forced = 0;
-    for (int64_t j = 0; j < l.size; ++j) {
+    for (int64_t j = 0; j < size; ++j) {
       if (p && p[base + j] == 0) {
         ++forced;
         out[base + j] = 0;
@@ -77,49 +78,64 @@ void select_reference(const Tensor& scores, const Tensor& prev, const Tensor& ke
         candidates.emplace_back(canonical_score(s[base + j]), j);
       }
     }
-    if (forced > k) fail_overfull("select_mask", l, g, forced, k);
+    if (forced > k) return {g, forced};
     const int64_t take = k - forced;
     if (take == 0) continue;
     std::nth_element(candidates.begin(), candidates.begin() + (take - 1), candidates.end());  // pair order = ties by index
     for (int64_t t = 0; t < take; ++t) out[base + candidates[size_t(t)].second] = 0;
   }
+  return {};
 }
 
 // A composition of tensor ops: per group the k-th smallest (score, index) pair from topk, then
 // pruned = score < t  or  (score == t and index <= index of the k-th).
-Tensor select_unfused(const Tensor& scores, const Tensor& prev, const GroupLayout& l, int64_t k) {
-  const Device dev = scores.device();
-  Tensor x = scores.contiguous().reshape({l.groups, l.size});
+OverfullGroup select_unfused(const MaskSelectArgs& a) {
+  const Device dev = a.scores.device();
+  const int64_t size = a.group_size, groups = a.scores.numel() / size, k = a.k;
+  Tensor x = a.scores.reshape({groups, size});
   x = masked_fill(x, compare(x, x, CompareOp::ne), std::numeric_limits<double>::infinity());  // NaN -> +inf
   x = maximum(x, Tensor::full({}, -FLT_MAX, DType::f32, dev));                                // -inf -> lowest
   x = add_scalar(x, 0.0);                                                                     // -0 -> +0
-  if (prev.defined()) {
-    check_prev_keep_fits("select_mask", prev, k, l.kind, l.group_cols);
-    const Tensor forced = compare_scalar(prev.reshape({l.groups, l.size}), 0.0, CompareOp::eq);
+  if (a.prev_keep.defined()) {
+    const OverfullGroup bad = first_overfull_group(a.prev_keep, size, k);
+    if (bad.group >= 0) return bad;
+    const Tensor forced = compare_scalar(a.prev_keep.reshape({groups, size}), 0.0, CompareOp::eq);
     x = masked_fill(x, forced, -std::numeric_limits<double>::infinity());  // below every canonical score
   }
-  if (k == 0) return Tensor::ones(scores.shape(), DType::u8, dev);
+  if (k == 0) {
+    Tensor(a.keep).fill_(1.0);
+    return {};
+  }
   const TopKOut lowest = topk(x, k, 1, /*largest=*/false);
   const Tensor t = lowest.values.narrow(1, k - 1, 1);                        // [G, 1]
   const Tensor last = lowest.indices.narrow(1, k - 1, 1).to(DType::f64);    // [G, 1]
-  const Tensor index = Tensor::arange(0, l.size, 1, DType::f64, dev);        // [S]
+  const Tensor index = Tensor::arange(0, size, 1, DType::f64, dev);          // [S]
   const Tensor below = compare(x, t, CompareOp::lt).to(DType::f32);
   const Tensor tie = mul(compare(x, t, CompareOp::eq).to(DType::f32),
-                         compare(index.reshape({1, l.size}), last, CompareOp::le).to(DType::f32));
-  return compare_scalar(add(below, tie), 0.5, CompareOp::lt).reshape(scores.shape());
+                         compare(index.reshape({1, size}), last, CompareOp::le).to(DType::f32));
+  Tensor(a.keep).copy_(compare_scalar(add(below, tie), 0.5, CompareOp::lt).reshape(a.keep.shape()));
+  return {};
 }
 
 }  // namespace
 
+OverfullGroup first_overfull_group(const Tensor& prev_keep, int64_t group_size, int64_t k) {
+  if (!prev_keep.defined() || prev_keep.numel() == 0) return {};
+  const int64_t groups = prev_keep.numel() / group_size;
+  const Tensor forced = compare_scalar(prev_keep.reshape({groups, group_size}), 0.0, CompareOp::eq);
+  const Tensor counts = sum(forced.to(DType::f64), 1);
+  if (max(counts, 0).item() <= double(k) + 0.5) return {};
+  const std::vector<double> c = counts.to_vector<double>();
+  for (int64_t g = 0; g < groups; ++g)
+    if (c[size_t(g)] > double(k) + 0.5) return {g, int64_t(c[size_t(g)])};
+  return {};
+}
+
 void check_prev_keep_fits(const char* op, const Tensor& prev_keep, int64_t k, MaskGroup group, int64_t group_cols) {
   if (!prev_keep.defined() || prev_keep.numel() == 0) return;
   const GroupLayout l = layout_of(prev_keep, group, group_cols);
-  const Tensor forced = compare_scalar(prev_keep.contiguous().reshape({l.groups, l.size}), 0.0, CompareOp::eq);
-  const Tensor counts = sum(forced.to(DType::f64), 1);
-  if (max(counts, 0).item() <= double(k) + 0.5) return;
-  const std::vector<double> c = counts.to_vector<double>();
-  for (int64_t g = 0; g < l.groups; ++g)
-    if (c[size_t(g)] > double(k) + 0.5) fail_overfull(op, l, g, int64_t(c[size_t(g)]), k);
+  const OverfullGroup bad = first_overfull_group(prev_keep.contiguous(), l.size, k);
+  if (bad.group >= 0) fail_overfull(op, l, bad.group, bad.forced, k);
 }
 
 float canonical_score(float s) {
@@ -136,8 +152,8 @@ MaskGroup parse_mask_group(const std::string& name) {
   PT_FAIL("mask group '", name, "' is unknown (allowed: matrix, row)");
 }
 
-Tensor select_lowest_k(const Tensor& scores, int64_t k, MaskGroup group, const Tensor& prev_keep, PruneKernel kernel,
-                       int64_t group_cols) {
+Tensor select_lowest_k(const Tensor& scores, int64_t k, MaskGroup group, const Tensor& prev_keep,
+                       const std::string& variant, int64_t group_cols) {
   check_weight_matrix("select_mask", scores, "scores");
   check_keep_mask("select_mask", prev_keep, scores, "prev_keep");
   PT_CHECK(group_cols >= 0, "select_mask: group_cols = ", group_cols, " is negative");
@@ -145,40 +161,49 @@ Tensor select_lowest_k(const Tensor& scores, int64_t k, MaskGroup group, const T
            " columns do not split into groups of ", group_cols, " (N:M needs cols % M == 0)");
   const GroupLayout l = layout_of(scores, group, group_cols);
   PT_CHECK(k >= 0 && k <= l.size, "select_mask: k = ", k, " is outside [0, ", l.size, "] (the group size)");
+  const auto& select = mask_family().get(variant, scores.device());
   PT_NVTX_RANGE("prune/mask");
   if (scores.numel() == 0) return Tensor::ones(scores.shape(), DType::u8, scores.device());
-  const Tensor prev = prev_keep.defined() ? prev_keep.contiguous() : Tensor();
-
-  if (kernel == PruneKernel::unfused) return select_unfused(scores, prev, l, k);
-  if (scores.is_cuda()) {
-    PT_CHECK(kernel == PruneKernel::fused, "select_mask: kernel 'reference' runs on the CPU only, got ",
-             scores.describe(), " (use 'fused' or 'unfused' on CUDA)");
-#if PT_CUDA
-    const Tensor s = scores.contiguous();
-    Tensor keep = Tensor::empty(scores.shape(), DType::u8, scores.device());
-    const detail::OverfullGroup bad = detail::cuda_select_lowest_k(
-        s.data<float>(), prev.defined() ? prev.data<uint8_t>() : nullptr, keep.data<uint8_t>(), l.groups, l.size, k);
-    if (bad.group >= 0) fail_overfull("select_mask", l, bad.group, bad.forced, k);
-    return keep;
-#endif
-  }
-  const Tensor s = scores.contiguous();
-  Tensor keep = Tensor::empty(scores.shape(), DType::u8, Device::cpu);
-  select_reference(s, prev, keep, l, k);
+  Tensor keep = Tensor::empty(scores.shape(), DType::u8, scores.device());
+  const OverfullGroup bad =
+      select({scores.contiguous(), prev_keep.defined() ? prev_keep.contiguous() : Tensor(), keep, l.size, k});
+  if (bad.group >= 0) fail_overfull("select_mask", l, bad.group, bad.forced, k);
   return keep;
 }
 
 Tensor select_mask(const Tensor& scores, const SparsityPattern& pattern, MaskGroup group, const Tensor& prev_keep,
-                   PruneKernel kernel) {
+                   const std::string& variant) {
   pattern.validate();
   check_weight_matrix("select_mask", scores, "scores");
   if (pattern.is_nm()) {
     PT_CHECK(scores.size(1) % pattern.m == 0, "select_mask: ", pattern.describe(), " needs the column count to be a ",
              "multiple of ", pattern.m, ", got ", scores.describe());
-    return select_lowest_k(scores, pattern.n, group, prev_keep, kernel, pattern.m);
+    return select_lowest_k(scores, pattern.n, group, prev_keep, variant, pattern.m);
   }
   const int64_t group_size = group == MaskGroup::row ? scores.size(1) : scores.numel();
-  return select_lowest_k(scores, pruned_count(group_size, pattern.sparsity), group, prev_keep, kernel);
+  return select_lowest_k(scores, pruned_count(group_size, pattern.sparsity), group, prev_keep, variant);
 }
+
+namespace detail {
+
+using MaskVariant = kernels::Family<MaskSelect>::Variant;
+
+MaskVariant mask_reference_variant() {
+  return {{.name = "reference",
+           .devices = {Device::cpu},
+           .dtypes = {DType::f32},
+           .summary = "per group: forced positions, then std::nth_element over (score, index) pairs"},
+          select_reference};
+}
+
+MaskVariant mask_unfused_variant() {
+  return {{.name = "unfused",
+           .devices = {Device::cpu, Device::cuda},
+           .dtypes = {DType::f32},
+           .summary = "tensor ops: top-k per group, then a threshold-and-index rule"},
+          select_unfused};
+}
+
+}  // namespace detail
 
 }  // namespace pt::prune

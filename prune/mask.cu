@@ -235,4 +235,16 @@ OverfullGroup cuda_select_lowest_k(const float* scores, const uint8_t* prev_keep
   return result;
 }
 
+kernels::Family<MaskSelect>::Variant mask_fused_variant() {
+  return {{.name = "fused",
+           .devices = {Device::cuda},
+           .dtypes = {DType::f32},
+           .summary = "a radix select per group; groups of at most 32 (N:M) one element per lane of a warp"},
+          [](const MaskSelectArgs& a) {
+            return cuda_select_lowest_k(a.scores.data<float>(),
+                                        a.prev_keep.defined() ? a.prev_keep.data<uint8_t>() : nullptr,
+                                        a.keep.data<uint8_t>(), a.scores.numel() / a.group_size, a.group_size, a.k);
+          }};
+}
+
 }  // namespace pt::prune::detail

@@ -32,8 +32,9 @@ void choose_nm_group(const float* w, const float* U, int64_t B, uint8_t* keep, c
   }
 }
 
-void sweep_reference(const Tensor& W1, const Tensor& U1, const Tensor& keep1, const Tensor& Err1,
-                     const Tensor& loss_rows, const SparsityPattern& pattern, const Tensor& prev1) {
+void sweep_reference(const ObsSweepArgs& a) {
+  const Tensor &W1 = a.W1, &U1 = a.U1, &keep1 = a.keep1, &Err1 = a.Err1, &loss_rows = a.loss_rows, &prev1 = a.prev_keep1;
+  const SparsityPattern& pattern = a.pattern;
   const int64_t rows = W1.size(0), B = W1.size(1), ldw = W1.stride(0);
   float* W = W1.data<float>();
   const float* U = U1.data<float>();
@@ -63,8 +64,9 @@ void sweep_reference(const Tensor& W1, const Tensor& U1, const Tensor& keep1, co
 }
 
 // One small group of ops per column, like the PyTorch loop: the benchmark baseline for the fused kernel.
-void sweep_unfused(const Tensor& W1, const Tensor& U1, const Tensor& keep1, const Tensor& Err1,
-                   const Tensor& loss_rows, const SparsityPattern& pattern, const Tensor& prev1) {
+void sweep_unfused(const ObsSweepArgs& a) {
+  const Tensor &W1 = a.W1, &U1 = a.U1, &keep1 = a.keep1, &Err1 = a.Err1, &loss_rows = a.loss_rows, &prev1 = a.prev_keep1;
+  const SparsityPattern& pattern = a.pattern;
   const int64_t rows = W1.size(0), B = W1.size(1);
   const Tensor diag = U1.as_strided({B}, {B + 1}, U1.offset());  // U1 is contiguous here
   const Tensor loss2d = loss_rows.view({rows, 1});
@@ -72,7 +74,7 @@ void sweep_unfused(const Tensor& W1, const Tensor& U1, const Tensor& keep1, cons
     if (pattern.is_nm() && i % pattern.m == 0) {
       const Tensor scores = div(square(W1.narrow(1, i, pattern.m)), square(diag.narrow(0, i, pattern.m)));
       const Tensor prev = prev1.defined() ? prev1.narrow(1, i, pattern.m) : Tensor();
-      keep1.narrow(1, i, pattern.m).copy_(select_lowest_k(scores, pattern.n, MaskGroup::row, prev, PruneKernel::unfused));
+      keep1.narrow(1, i, pattern.m).copy_(select_lowest_k(scores, pattern.n, MaskGroup::row, prev, "unfused"));
     }
     Tensor w = W1.narrow(1, i, 1);
     const Tensor q = apply_mask(w, keep1.narrow(1, i, 1));
@@ -89,7 +91,7 @@ void sweep_unfused(const Tensor& W1, const Tensor& U1, const Tensor& keep1, cons
 
 void obs_sweep_block(const Tensor& W1, const Tensor& U1, const Tensor& keep1, const Tensor& Err1,
                      const Tensor& loss_rows, const SparsityPattern& pattern, const Tensor& prev_keep1,
-                     PruneKernel kernel) {
+                     const std::string& variant) {
   const char* op = "obs_sweep_block";
   check_weight_matrix(op, W1, "W1");
   check_weight_matrix(op, U1, "U1");
@@ -116,22 +118,31 @@ void obs_sweep_block(const Tensor& W1, const Tensor& U1, const Tensor& keep1, co
   }
   const Tensor prev1 = pattern.is_nm() && prev_keep1.defined() ? prev_keep1.contiguous() : Tensor();
   if (rows == 0 || B == 0) return;
+  const auto& sweep = obs_sweep_family().get(variant, W1.device());
   PT_NVTX_RANGE("prune/obs_sweep");
-
-  const Tensor U = U1.contiguous();
-  if (kernel == PruneKernel::unfused) return sweep_unfused(W1, U, keep1, Err1, loss_rows, pattern, prev1);
-  if (W1.is_cuda()) {
-    PT_CHECK(kernel == PruneKernel::fused, op, ": kernel 'reference' runs on the CPU only, got ", W1.describe(),
-             " (use 'fused' or 'unfused' on CUDA)");
-#if PT_CUDA
-    detail::cuda_obs_sweep_block(W1.data<float>(), W1.stride(0), U.data<float>(), keep1.data<uint8_t>(),
-                                 Err1.data<float>(), loss_rows.data<float>(),
-                                 prev1.defined() ? prev1.data<uint8_t>() : nullptr, rows, B,
-                                 pattern.is_nm() ? pattern.n : 0, pattern.is_nm() ? pattern.m : 0);
-    return;
-#endif
-  }
-  sweep_reference(W1, U, keep1, Err1, loss_rows, pattern, prev1);
+  sweep({W1, U1.contiguous(), keep1, Err1, loss_rows, prev1, pattern});
 }
+
+namespace detail {
+
+using ObsSweepVariant = kernels::Family<ObsSweep>::Variant;
+
+ObsSweepVariant obs_sweep_reference_variant() {
+  return {{.name = "reference",
+           .devices = {Device::cpu},
+           .dtypes = {DType::f32},
+           .summary = "CPU loops, one row at a time, rows in parallel"},
+          sweep_reference};
+}
+
+ObsSweepVariant obs_sweep_unfused_variant() {
+  return {{.name = "unfused",
+           .devices = {Device::cpu, Device::cuda},
+           .dtypes = {DType::f32},
+           .summary = "a few tensor ops per column, like the PyTorch inner loop"},
+          sweep_unfused};
+}
+
+}  // namespace detail
 
 }  // namespace pt::prune

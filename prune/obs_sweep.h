@@ -4,16 +4,28 @@
 // sweep: at every column i with i % m == 0, the n lowest W1[r, c]² / U[c,c]² over c in [i, i+m) of the CURRENT
 // W1 (forced positions first, ties by lower column).
 //
-// Kernels (one function, three implementations):
-//   reference  CPU loops, one row at a time
+// The variants of the kernel family obs_sweep (prune/kernel_families.cpp registers them):
+//   reference  CPU loops, one row at a time (rows in parallel)
 //   unfused    a few tensor ops per column, like the PyTorch inner loop (any device)
 //   fused      one CUDA kernel per block: U1 in shared memory, one warp per row with the row's B weights in
 //              registers, err broadcast by shuffle, N:M chosen inside the kernel
+//   two_rows   the same kernel with a half-warp per row: two rows per warp, twice the registers per lane
+//              (prune/obs_sweep_two_rows.cu)
 #pragma once
 #include "prune/pattern.h"
+#include "tensor/kernel_registry.h"
 #include "tensor/tensor.h"
 
 namespace pt::prune {
+
+// What a variant receives, checked by obs_sweep_block: the arguments below, U1 contiguous, prev_keep1 contiguous
+// and defined only for N:M.
+struct ObsSweepArgs {
+  Tensor W1, U1, keep1, Err1, loss_rows, prev_keep1;
+  SparsityPattern pattern;
+};
+using ObsSweep = void(const ObsSweepArgs&);
+kernels::Family<ObsSweep>& obs_sweep_family();
 
 // W1       f32 [rows, B], unit column stride (a column block of W is fine), updated in place; on return column
 //          i holds q: the kept weights after the updates of columns < i, pruned entries exactly 0.
@@ -24,18 +36,9 @@ namespace pt::prune {
 // loss_rows f32 [rows]: += Σ over the block's columns of (w-q)² / U[i,i]² / 2.
 // prev_keep1 u8 [rows, B] or undefined; N:M only (its zeros are forced; more than n in a group is an error).
 //          Unstructured callers put forced positions into keep1 themselves.
-// All on one device. B % m == 0 for N:M.
+// All on one device. B % m == 0 for N:M. `variant` names an obs_sweep_family() variant ("" = its selection).
 void obs_sweep_block(const Tensor& W1, const Tensor& U1, const Tensor& keep1, const Tensor& Err1,
                      const Tensor& loss_rows, const SparsityPattern& pattern, const Tensor& prev_keep1 = {},
-                     PruneKernel kernel = PruneKernel::fused);
-
-namespace detail {
-#if PT_CUDA
-// The fused kernel's launcher (obs_sweep.cu). ldw: row stride of W1 in elements; U1 contiguous [B, B];
-// prev_keep1 may be null (its groups were checked by the caller); nm_n = nm_m = 0 for unstructured. B <= 256.
-void cuda_obs_sweep_block(float* W1, int64_t ldw, const float* U1, uint8_t* keep1, float* Err1, float* loss_rows,
-                          const uint8_t* prev_keep1, int64_t rows, int64_t B, int64_t nm_n, int64_t nm_m);
-#endif
-}  // namespace detail
+                     const std::string& variant = "");
 
 }  // namespace pt::prune

@@ -1,4 +1,4 @@
-// Sparsity patterns, exact counts, kernel names and keep-mask measurements.
+// Sparsity patterns, exact counts and keep-mask measurements.
 #include "prune/pattern.h"
 
 #include <cmath>
@@ -76,22 +76,6 @@ int64_t pruned_count(int64_t numel, double sparsity) {
            " is outside [0, 1]");
   const int64_t k = int64_t(std::floor(sparsity * double(numel) + 1e-9));
   return k < numel ? k : numel;
-}
-
-PruneKernel parse_prune_kernel(const std::string& name) {
-  if (name == "reference") return PruneKernel::reference;
-  if (name == "unfused") return PruneKernel::unfused;
-  if (name == "fused") return PruneKernel::fused;
-  PT_FAIL("prune kernel '", name, "' is unknown (allowed: reference, unfused, fused)");
-}
-
-const char* prune_kernel_name(PruneKernel k) {
-  switch (k) {
-    case PruneKernel::reference: return "reference";
-    case PruneKernel::unfused: return "unfused";
-    case PruneKernel::fused: return "fused";
-  }
-  return "?";
 }
 
 void check_weight_matrix(const char* op, const Tensor& w, const char* arg) {

@@ -1,5 +1,5 @@
-// Sparsity patterns (unstructured fraction or N:M), the one rule for exact pruned counts, the kernel choice
-// shared by every pruning stage, and measurements of a keep mask.
+// Sparsity patterns (unstructured fraction or N:M), the one rule for exact pruned counts, and measurements of a
+// keep mask. (Which kernel runs a pruning step is chosen per family: tensor/kernel_registry.h, prune/kernel_families.cpp.)
 //
 // Masks everywhere in prune/ are u8 KEEP masks (1 = kept, 0 = pruned), the convention of nn::Linear's
 // weight_mask. Weights are f32 [out, in] = [rows, cols]; an N:M group is m consecutive input columns of one
@@ -30,14 +30,6 @@ SparsityPattern parse_sparsity_pattern(const std::string& pattern, double sparsi
 // The exact number of weights pruned out of `numel` at `sparsity`: floor(sparsity*numel + 1e-9). The epsilon
 // keeps 0.7*10 = 6.9999999 from giving 6. Used by every method so their totals agree.
 int64_t pruned_count(int64_t numel, double sparsity);
-
-// Which implementation of a pruning stage runs (DESIGN.md "Fused and unfused"); all compute the same result.
-//   reference  plain CPU loops (the oracle; a CUDA tensor is an error)
-//   unfused    a composition of tensor ops from tensor/ops.h, on any device (the benchmark baseline)
-//   fused      custom CUDA kernels; on a CPU tensor it runs the reference loops (the CPU has one implementation)
-enum class PruneKernel { reference, unfused, fused };
-PruneKernel parse_prune_kernel(const std::string& name);  // "reference" | "unfused" | "fused"
-const char* prune_kernel_name(PruneKernel k);
 
 // Fraction of zeros in a u8 keep mask (any device).
 double mask_sparsity(const Tensor& keep);

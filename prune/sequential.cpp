@@ -92,10 +92,8 @@ class ObserverStash {
 // within the chunk and be mistaken for a shared one.
 class LayerObservers {
  public:
-  LayerObservers(const std::vector<nn::Linear*>& linears, bool want_hessian, bool want_wanda,
-                 HessianKernel hessian_kernel)
-      : linears_(linears), want_hessian_(want_hessian), want_wanda_(want_wanda), hessian_kernel_(hessian_kernel),
-        slot_of_(linears.size(), -1) {
+  LayerObservers(const std::vector<nn::Linear*>& linears, bool want_hessian, bool want_wanda)
+      : linears_(linears), want_hessian_(want_hessian), want_wanda_(want_wanda), slot_of_(linears.size(), -1) {
     for (size_t j = 0; j < linears_.size(); ++j)
       linears_[j]->input_observer = [this, j](const Tensor& x) { observe(j, x); };
   }
@@ -149,13 +147,12 @@ class LayerObservers {
     seen_.push_back(x);
     seen_slot_.push_back(int(s));
     PT_NVTX_RANGE("prune/hessian");
-    if (want_hessian_) slots_[s]->hessian.add_batch(x, chunk_sequences_, hessian_kernel_);
+    if (want_hessian_) slots_[s]->hessian.add_batch(x, chunk_sequences_);
     if (want_wanda_) slots_[s]->wanda.add_batch(x, chunk_sequences_);
   }
 
   std::vector<nn::Linear*> linears_;
   bool want_hessian_, want_wanda_;
-  HessianKernel hessian_kernel_;
   std::vector<int> slot_of_;  // Linear -> index into slots_, -1 before its first input
   std::vector<std::unique_ptr<InputStatistics>> slots_;
   std::vector<bool> accumulated_;  // per slot: already accumulated in this chunk
@@ -207,16 +204,15 @@ MatrixPruneReport prune_linear(nn::Linear& linear, const InputStatistics* stats,
   Tensor keep;
   switch (o.method) {
     case PruneMethod::magnitude:
-      keep = magnitude_mask(w, o.pattern, o.magnitude_group, prev_keep, o.kernel);
+      keep = magnitude_mask(w, o.pattern, o.magnitude_group, prev_keep);
       break;
     case PruneMethod::wanda:
       PT_CHECK(stats && stats->wanda.scaler_row.defined(), "prune_model: no Wanda statistics for a Linear");
-      keep = wanda_mask(w, stats->wanda, o.pattern, prev_keep, o.kernel);
+      keep = wanda_mask(w, stats->wanda, o.pattern, prev_keep);
       break;
     case PruneMethod::sparsegpt: {
       PT_CHECK(H.defined(), "prune_model: no Hessian for a Linear");
       SparseGptOptions so = o.sparsegpt;
-      so.kernel = o.kernel;
       if (o.log) so.log = o.log;
       SparseGptResult res = sparsegpt_prune(w, H, o.pattern, prev_keep, so);
       keep = res.keep;
@@ -315,7 +311,7 @@ PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& ids, const Seq
     std::unique_ptr<LayerObservers> observers;
     if (sequential) {
       if (o.layer_input_observer) o.layer_input_observer(i, inputs);
-      observers = std::make_unique<LayerObservers>(linears, want_hessian, want_wanda, o.hessian_kernel);
+      observers = std::make_unique<LayerObservers>(linears, want_hessian, want_wanda);
       forward_layer(layer, inputs, Tensor(), o.forward_batch, device,
                     [&](int64_t b) { observers->begin_chunk(b); }, [&] { observers->end_chunk(); });
     }

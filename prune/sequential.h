@@ -42,9 +42,8 @@ struct SequentialPruneOptions {
   PruneMethod method = PruneMethod::sparsegpt;
   SparsityPattern pattern = SparsityPattern::unstructured(0.5);
   MaskGroup magnitude_group = MaskGroup::matrix;  // magnitude only; Wanda always compares within a row
-  SparseGptOptions sparsegpt;                     // its kernel is replaced by `kernel`, its log by `log` if set
-  PruneKernel kernel = PruneKernel::fused;        // mask selection and the OBS sweep
-  HessianKernel hessian_kernel = HessianKernel::fused;
+  SparseGptOptions sparsegpt;                     // its log is replaced by `log` if set
+  // The kernels (Hessian, inverse factor, OBS sweep, mask) are each family's selection (tensor/kernel_registry.h).
   int64_t forward_batch = 8;         // calibration sequences per forward chunk
   bool offload_activations = false;  // layer inputs/outputs in host memory, one chunk at a time on the device
   bool measure_reconstruction = true;  // build H for wanda/magnitude too (when calibration ids are given)

@@ -42,9 +42,10 @@ int64_t sparsegpt_block_prune_count(int64_t cum_numel, double sparsity, int64_t 
 }
 
 InverseFactor damped_inverse_factor(const Tensor& H, double percdamp, int max_retries,
-                                    const std::function<void(const std::string&)>& log) {
+                                    const std::function<void(const std::string&)>& log, const std::string& variant) {
   PT_CHECK(percdamp >= 0.0 && std::isfinite(percdamp), "sparsegpt: percdamp = ", percdamp, " must be finite and >= 0");
   PT_CHECK(max_retries >= 0, "sparsegpt: max_damping_retries = ", max_retries, " must be >= 0");
+  const auto& factor = inverse_factor_family().get(variant, H.device());
   PT_NVTX_RANGE("prune/cholesky");
   const double mean_diag = mean_all(diagonal(H)).item();
   InverseFactor out;
@@ -53,8 +54,7 @@ InverseFactor damped_inverse_factor(const Tensor& H, double percdamp, int max_re
     Tensor d = diagonal(damped);
     unary_(d, d, UnaryOp::add_scalar, percdamp * mean_diag);
     try {
-      const Tensor Hinv = cholesky_inverse(cholesky(damped));
-      out.U = cholesky(Hinv, /*upper=*/true);
+      out.U = factor(damped);
       out.percdamp_used = percdamp;
       return out;
     } catch (const NotPositiveDefinite& e) {
@@ -129,11 +129,11 @@ SparseGptResult sparsegpt_prune(Tensor& weight, const Tensor& H, const SparsityP
       const int64_t k = sparsegpt_block_prune_count(rows * i2, pattern.sparsity, total, pruned, forced[size_t(j)],
                                                     forced_after);
       const Tensor scores = div(square(W1), square(diagonal(U1)));
-      keep1 = select_lowest_k(scores, k, MaskGroup::matrix, prev1, options.kernel);
+      keep1 = select_lowest_k(scores, k, MaskGroup::matrix, prev1);
       pruned += k;
     }
     const Tensor Err1 = Tensor::empty({rows, B}, DType::f32, W.device());
-    obs_sweep_block(W1, U1, keep1, Err1, loss_rows, pattern, prev1, options.kernel);
+    obs_sweep_block(W1, U1, keep1, Err1, loss_rows, pattern, prev1);
     result.keep.narrow(1, i1, B).copy_(keep1);
     if (i2 < cols) {  // W[:, i2:] -= Err1 · U[i1:i2, i2:]
       PT_NVTX_RANGE("prune/obs_update");

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "prune/pattern.h"
+#include "tensor/kernel_registry.h"
 #include "tensor/tensor.h"
 
 namespace pt::prune {
@@ -15,7 +16,6 @@ struct SparseGptOptions {
   int64_t blocksize = 128;
   double percdamp = 0.01;       // relative damping: H += percdamp*mean(diag H)*I
   int max_damping_retries = 4;  // on NotPositiveDefinite: percdamp *= 10 and retry (logged); then a pt::Error
-  PruneKernel kernel = PruneKernel::fused;  // the OBS sweep and the masks (the GEMMs are cuBLAS/BLAS either way)
   std::function<void(const std::string&)> log;  // optional; retries are reported here (else stderr)
 };
 
@@ -36,17 +36,26 @@ SparseGptResult sparsegpt_prune(Tensor& weight, const Tensor& H, const SparsityP
 
 // ---- the pieces, public for the benchmark and tests --------------------------------------------------------
 
-// U, the upper Cholesky factor of (H + damp·I)⁻¹: cholesky -> cholesky_inverse -> cholesky(upper). H is a
-// private copy with dead columns already set (diag 1) and is damped in place; on NotPositiveDefinite the damping
-// is retried with percdamp *10, up to max_retries times (each retry logged), then a pt::Error naming the size,
-// the last percdamp and what to try.
+// The kernel family inverse_factor (prune/kernel_families.cpp registers its variants): U, the upper Cholesky
+// factor of A⁻¹ for a symmetric positive definite A (f32 [d, d], not modified), as a new f32 [d, d] tensor whose
+// strict lower triangle is 0; a matrix that is not positive definite raises pt::NotPositiveDefinite.
+//   reference      Cholesky, inverse and Cholesky again in double loops (CPU)
+//   chol_inv_chol  cholesky -> cholesky_inverse -> cholesky(upper): LAPACK on the CPU, cuSOLVER/cuBLAS on CUDA
+using InverseFactorFn = Tensor(const Tensor& A);
+kernels::Family<InverseFactorFn>& inverse_factor_family();
+
+// U for H + damp·I, damp = percdamp·mean(diag H). H has dead columns already set (diag 1); on NotPositiveDefinite
+// the damping is retried with percdamp *10, up to max_retries times (each retry logged), then a pt::Error naming
+// the size, the last percdamp and what to try. `variant` names an inverse_factor_family() variant ("" = its
+// selection).
 struct InverseFactor {
   Tensor U;
   double percdamp_used = 0;
   int retries = 0;
 };
 InverseFactor damped_inverse_factor(const Tensor& H, double percdamp, int max_retries,
-                                    const std::function<void(const std::string&)>& log = {});
+                                    const std::function<void(const std::string&)>& log = {},
+                                    const std::string& variant = "");
 
 // How many weights block j prunes so the matrix total is exact and every prefix of blocks is as close to the
 // target as the forced positions allow: clamp(C_j - S, P_j, T - S - P_after) where C_j = pruned_count(cum_numel,

@@ -39,8 +39,8 @@ Tensor wanda_scores(const Tensor& weight, const WandaStats& stats) {
 }
 
 Tensor wanda_mask(const Tensor& weight, const WandaStats& stats, const SparsityPattern& pattern,
-                  const Tensor& prev_keep, PruneKernel kernel) {
-  return select_mask(wanda_scores(weight, stats), pattern, MaskGroup::row, prev_keep, kernel);
+                  const Tensor& prev_keep, const std::string& variant) {
+  return select_mask(wanda_scores(weight, stats), pattern, MaskGroup::row, prev_keep, variant);
 }
 
 }  // namespace pt::prune

@@ -22,6 +22,6 @@ struct WandaStats {
 Tensor wanda_scores(const Tensor& weight, const WandaStats& stats);
 // Per-row groups (MaskGroup::row); N:M groups inside each row.
 Tensor wanda_mask(const Tensor& weight, const WandaStats& stats, const SparsityPattern& pattern,
-                  const Tensor& prev_keep = {}, PruneKernel kernel = PruneKernel::fused);
+                  const Tensor& prev_keep = {}, const std::string& variant = "");
 
 }  // namespace pt::prune

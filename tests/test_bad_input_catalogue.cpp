@@ -256,6 +256,18 @@ const std::vector<BadInputCase> kCases = {
     {"PretrainWithADamagedTokenizer", "pretrain", "pretrain",
      [](const Fixture& f) { return with_sets(f, {"data.dir=" + data_with_bad_vocab(f)}); }, {"vocab.json"}},
     // 6: a range with too many values (it used to allocate gigabytes, or convert an infinite count to an integer)
+    // [kernels]: a family and one of its registered variants (tensor/kernel_registry.h), checked before anything runs.
+    {"UnknownKernelVariant", "train_prune", "train_prune",
+     [](const Fixture& f) { return with_sets(f, {"kernels.obs_sweep=fastest"}); },
+     {"[kernels] obs_sweep = fastest", "has no variant 'fastest'", "registered: reference, unfused"}},
+    {"UnknownKernelFamily", "train_prune", "train_prune",
+     [](const Fixture& f) { return with_sets(f, {"kernels.obs_swep=unfused"}); },
+     {"[kernels] obs_swep = unfused", "is not a kernel family", "obs_sweep, mask, adamw"}},
+    {"RerunWithAnotherKernelVariant", "train_prune", "train_prune",
+     [](const Fixture& f) { return with_sets(f, {"kernels.mask=unfused"}); }, {"[kernels] mask = unfused is new"}},
+    {"PretrainWithAnUnknownKernelVariant", "pretrain", "pretrain",
+     [](const Fixture& f) { return with_sets(f, {"kernels.adamw=turbo"}); },
+     {"[kernels] adamw = turbo", "registered: reference, unfused, fused"}},
     {"SparsityRangeWithATinyStep", "train_prune", "train_prune",
      [](const Fixture& f) { return with_sets(f, {"experiment.sparsities=0:0.9:1e-12"}); },
      {"[experiment] sparsities = 0:0.9:1e-12", "at most 1000"}},

@@ -63,7 +63,8 @@ Tensor naive_mask(const Tensor& scores, const SparsityPattern& pattern, MaskGrou
   return Tensor::from_vector<uint8_t>(keep, {rows, cols});
 }
 
-constexpr PruneKernel kCpuKernels[] = {PruneKernel::reference, PruneKernel::unfused, PruneKernel::fused};
+// Every mask variant that runs on the CPU.
+const std::vector<std::string> kCpuKernels = mask_family().names_on(Device::cpu);
 
 TEST(PruneMask, UnstructuredCountsAndTiesMatchNaiveSort) {
   const Tensor scores = tied_scores(37, 53, 11);
@@ -71,8 +72,8 @@ TEST(PruneMask, UnstructuredCountsAndTiesMatchNaiveSort) {
     for (double s : {0.0, 0.1, 0.25, 0.5, 0.7, 0.93}) {
       const SparsityPattern p = SparsityPattern::unstructured(s);
       const Tensor expected = naive_mask(scores, p, group);
-      for (PruneKernel k : kCpuKernels) {
-        SCOPED_TRACE(std::string(mask_group_name(group)) + " " + p.describe() + " " + prune_kernel_name(k));
+      for (const std::string k : kCpuKernels) {
+        SCOPED_TRACE(std::string(mask_group_name(group)) + " " + p.describe() + " " + k);
         const Tensor keep = select_mask(scores, p, group, {}, k);
         EXPECT_TRUE(test::tensors_equal(keep, expected));
         if (group == MaskGroup::matrix) {
@@ -90,9 +91,9 @@ TEST(PruneMask, NmGroupsMatchNaiveSortAndAreValid) {
   for (auto [n, m] : {std::pair<int64_t, int64_t>{2, 4}, {4, 8}, {1, 4}, {3, 16}}) {
     const SparsityPattern p = SparsityPattern::nm(n, m);
     const Tensor expected = naive_mask(scores, p, MaskGroup::row);
-    for (PruneKernel k : kCpuKernels)
+    for (const std::string k : kCpuKernels)
       for (MaskGroup group : {MaskGroup::matrix, MaskGroup::row}) {  // N:M ignores the group
-        SCOPED_TRACE(p.describe() + " " + prune_kernel_name(k));
+        SCOPED_TRACE(p.describe() + " " + k);
         const Tensor keep = select_mask(scores, p, group, {}, k);
         EXPECT_TRUE(test::tensors_equal(keep, expected));
         EXPECT_TRUE(is_nm_mask(keep, n, m));
@@ -106,9 +107,9 @@ TEST(PruneMask, ForcedPositionsComeFirstAndCount) {
   for (MaskGroup group : {MaskGroup::matrix, MaskGroup::row}) {
     const SparsityPattern p = SparsityPattern::unstructured(0.6);
     const Tensor expected = naive_mask(scores, p, group, prev);
-    for (PruneKernel k : kCpuKernels) {
+    for (const std::string k : kCpuKernels) {
       const Tensor keep = select_mask(scores, p, group, prev, k);
-      EXPECT_TRUE(test::tensors_equal(keep, expected)) << prune_kernel_name(k);
+      EXPECT_TRUE(test::tensors_equal(keep, expected)) << k;
       EXPECT_TRUE(mask_contains_pruned(keep, prev));
     }
   }
@@ -117,9 +118,9 @@ TEST(PruneMask, ForcedPositionsComeFirstAndCount) {
   for (size_t i = 0; i < pv.size(); i += 4) pv[i + (i / 4) % 4] = 0;  // one forced in each group, varying place
   const Tensor prev_nm = Tensor::from_vector<uint8_t>(pv, {23, 40});
   const Tensor expected = naive_mask(scores, SparsityPattern::nm(2, 4), MaskGroup::row, prev_nm);
-  for (PruneKernel k : kCpuKernels) {
+  for (const std::string k : kCpuKernels) {
     const Tensor keep = select_mask(scores, SparsityPattern::nm(2, 4), MaskGroup::row, prev_nm, k);
-    EXPECT_TRUE(test::tensors_equal(keep, expected)) << prune_kernel_name(k);
+    EXPECT_TRUE(test::tensors_equal(keep, expected)) << k;
     EXPECT_TRUE(mask_contains_pruned(keep, prev_nm));
   }
 }
@@ -128,7 +129,7 @@ TEST(PruneMask, ForcedPositionsComeFirstAndCount) {
 // (retraining changes the weights); the pruned set only grows and every total is exact.
 TEST(PruneMask, IterativeScheduleKeepsEveryPrunedPosition) {
   for (MaskGroup group : {MaskGroup::matrix, MaskGroup::row})
-    for (PruneKernel k : {PruneKernel::reference, PruneKernel::unfused}) {
+    for (const std::string k : {"reference", "unfused"}) {
       Tensor prev;
       for (int step = 1; step <= 8; ++step) {
         const double s = step / 10.0;
@@ -151,10 +152,10 @@ TEST(PruneMask, NonFiniteScoresFollowTheDocumentedOrder) {
                                                     -0.0f, 0.0f, inf, nan, 2.0f, -inf, -inf, 0.5f},
                                                    {2, 8});
   for (int64_t k = 0; k <= 8; ++k)
-    for (PruneKernel kernel : kCpuKernels) {
+    for (const std::string kernel : kCpuKernels) {
       const Tensor keep = select_lowest_k(scores, k, MaskGroup::row, {}, kernel);
       const Tensor expected = Tensor::from_vector<uint8_t>(naive_select(scores, {}, 8, k), {2, 8});
-      EXPECT_TRUE(test::tensors_equal(keep, expected)) << "k " << k << " " << prune_kernel_name(kernel);
+      EXPECT_TRUE(test::tensors_equal(keep, expected)) << "k " << k << " " << kernel;
     }
 }
 
@@ -163,7 +164,7 @@ TEST(PruneMask, OverfullGroupsAreErrorsNamingTheGroup) {
   std::vector<uint8_t> pv(32, 1);
   for (int j = 0; j < 6; ++j) pv[2 * 8 + j] = 0;  // row 2: 6 of 8 pruned
   const Tensor prev = Tensor::from_vector<uint8_t>(pv, {4, 8});
-  for (PruneKernel k : kCpuKernels) {
+  for (const std::string k : kCpuKernels) {
     expect_error([&] { select_mask(scores, SparsityPattern::unstructured(0.5), MaskGroup::row, prev, k); },
                  "row 2 already has 6 positions pruned in prev_keep, more than the 4");
     expect_error([&] { select_mask(scores, SparsityPattern::unstructured(0.1), MaskGroup::matrix, prev, k); },
@@ -245,10 +246,10 @@ TEST(CudaPruneMask, FusedAndUnfusedMatchTheCpuOnManyShapes) {
         for (bool with_prev : {false, true}) {
           const SparsityPattern p = SparsityPattern::unstructured(s);
           const Tensor pv = with_prev && s >= 0.3 ? prev : Tensor();
-          const Tensor expected = select_mask(scores, p, group, pv, PruneKernel::reference);
-          for (PruneKernel k : {PruneKernel::fused, PruneKernel::unfused}) {
+          const Tensor expected = select_mask(scores, p, group, pv, "reference");
+          for (const std::string k : {"fused", "unfused"}) {
             SCOPED_TRACE(::testing::Message() << c.rows << "x" << c.cols << " " << mask_group_name(group) << " " << s
-                                              << " prev " << with_prev << " " << prune_kernel_name(k));
+                                              << " prev " << with_prev << " " << k);
             const Tensor keep = select_mask(scores.to(Device::cuda), p, group,
                                             pv.defined() ? pv.to(Device::cuda) : Tensor(), k);
             EXPECT_TRUE(keep.is_cuda());
@@ -263,23 +264,23 @@ TEST(CudaPruneMask, NmAndErrorsMatchTheCpu) {
   const Tensor scores = tied_scores(33, 64, 19, 4.0);
   for (auto [n, m] : {std::pair<int64_t, int64_t>{2, 4}, {4, 8}, {3, 16}, {16, 64}}) {
     const SparsityPattern p = SparsityPattern::nm(n, m);
-    const Tensor expected = select_mask(scores, p, MaskGroup::row, {}, PruneKernel::reference);
-    for (PruneKernel k : {PruneKernel::fused, PruneKernel::unfused})
+    const Tensor expected = select_mask(scores, p, MaskGroup::row, {}, "reference");
+    for (const std::string k : {"fused", "unfused"})
       EXPECT_TRUE(test::tensors_equal(select_mask(scores.to(Device::cuda), p, MaskGroup::row, {}, k).to(Device::cpu),
                                       expected))
-          << p.describe() << " " << prune_kernel_name(k);
+          << p.describe() << " " << k;
   }
   std::vector<uint8_t> pv(33 * 64, 1);
   for (int j = 0; j < 3; ++j) pv[5 * 64 + 8 + j] = 0;  // row 5, columns 8..10
   const Tensor prev = Tensor::from_vector<uint8_t>(pv, {33, 64}, Device::cuda);
-  for (PruneKernel k : {PruneKernel::fused, PruneKernel::unfused}) {
+  for (const std::string k : {"fused", "unfused"}) {
     expect_error([&] { select_mask(scores.to(Device::cuda), SparsityPattern::nm(2, 4), MaskGroup::row, prev, k); },
                  "group at row 5, columns 8..11 already has 3 positions pruned");
     expect_error([&] { select_lowest_k(scores.to(Device::cuda), 2, MaskGroup::row, prev, k); },
                  "row 5 already has 3 positions pruned in prev_keep, more than the 2");
   }
-  expect_error([&] { select_mask(scores.to(Device::cuda), SparsityPattern::nm(2, 4), MaskGroup::row, {}, PruneKernel::reference); },
-               "runs on the CPU only");
+  expect_error([&] { select_mask(scores.to(Device::cuda), SparsityPattern::nm(2, 4), MaskGroup::row, {}, "reference"); },
+               "variant 'reference' runs on cpu, not on cuda");
 }
 
 TEST(CudaPruneMask, SmallGroupsOfEverySizeMatchTheCpu) {
@@ -295,13 +296,13 @@ TEST(CudaPruneMask, SmallGroupsOfEverySizeMatchTheCpu) {
         std::string cpu_error, gpu_error;
         Tensor expected, keep;
         try {
-          expected = select_lowest_k(scores, k, MaskGroup::row, pv, PruneKernel::reference, size);
+          expected = select_lowest_k(scores, k, MaskGroup::row, pv, "reference", size);
         } catch (const Error& e) {
           cpu_error = e.what();
         }
         try {
           keep = select_lowest_k(scores.to(Device::cuda), k, MaskGroup::row,
-                                 pv.defined() ? pv.to(Device::cuda) : Tensor(), PruneKernel::fused, size);
+                                 pv.defined() ? pv.to(Device::cuda) : Tensor(), "fused", size);
         } catch (const Error& e) {
           gpu_error = e.what();
         }

@@ -1,4 +1,4 @@
-// Sparsity patterns: validation, parsing, the exact-count rule, kernel names and keep-mask measurements.
+// Sparsity patterns: validation, parsing, the exact-count rule and keep-mask measurements.
 #include "prune/pattern.h"
 #include "tests/test_util.h"
 
@@ -55,12 +55,6 @@ TEST(PrunePattern, PrunedCountIsExactFloor) {
     EXPECT_EQ(pruned_count(1000, tenth / 10.0), tenth * 100) << "sparsity " << tenth / 10.0;
   expect_error([] { pruned_count(-1, 0.5); }, "negative");
   expect_error([] { pruned_count(10, 1.5); }, "outside [0, 1]");
-}
-
-TEST(PrunePattern, KernelNamesRoundTrip) {
-  for (PruneKernel k : {PruneKernel::reference, PruneKernel::unfused, PruneKernel::fused})
-    EXPECT_EQ(parse_prune_kernel(prune_kernel_name(k)), k);
-  expect_error([] { parse_prune_kernel("fast"); }, "allowed: reference, unfused, fused");
 }
 
 TEST(PrunePattern, MaskMeasurements) {

@@ -42,7 +42,7 @@ train::TrainOptions few_steps() {
   o.seqlen = 16;
   o.schedule.base_lr = 5e-3;
   o.weight_decay = 0.01;
-  o.adamw.kernel = nn::AdamWKernel::reference;
+  o.adamw.kernel = "reference";
   o.seed = 3;
   o.show_progress = false;
   o.log = [](const std::string&) {};
@@ -291,7 +291,7 @@ TEST(CudaRetrainScope, LoraScopesTrainWithAutocastAndKeepPrunedWeightsZero) {
     for (auto& [n, p] : m->named_parameters()) before[n] = p->data().to(Device::cpu);
     const train::ScopeSelection sel = train::prepare_scope(*m, scope);
     train::TrainOptions o = few_steps();
-    o.adamw.kernel = nn::AdamWKernel::fused;
+    o.adamw.kernel = "fused";
     o.autocast_bf16 = true;
     const train::TrainResult r = train::train_model(*m, sel.params, learnable_token_stream(3000, 512, 6), {}, o);
     for (const auto& st : r.history) EXPECT_TRUE(std::isfinite(st.loss));

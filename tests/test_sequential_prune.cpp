@@ -541,7 +541,7 @@ TEST(SequentialPrune, EndToEndSparseGptKeepsATrainedModelBetterThanMagnitude) {
   // Train: AdamW (unfused), batches of 16 random windows of 64 tokens, lr 5e-3 after 20 warm-up steps.
   std::vector<nn::AdamWParamGroup> groups(1);
   for (autograd::Variable* p : model.parameters()) groups[0].params.push_back(*p);
-  nn::AdamW adamw(std::move(groups), nn::AdamWConfig{0.9, 0.99, 1e-8, nn::AdamWKernel::unfused});
+  nn::AdamW adamw(std::move(groups), nn::AdamWConfig{0.9, 0.99, 1e-8, "unfused"});
   std::mt19937_64 rng(32);
   std::uniform_int_distribution<int64_t> start(0, int64_t(text->train.size()) - 65);
   const int64_t steps = 200, B = 16, T = 64;
@@ -597,11 +597,12 @@ TEST(CudaSequentialPrune, CpuAndCudaDriversAgree) {
   PT_SKIP_IF_NO_CUDA();
   const Tensor ids = random_ids(kSamples, kSeqlen, 512, 40);
   for (PruneMethod method : {PruneMethod::magnitude, PruneMethod::wanda, PruneMethod::sparsegpt}) {
-    for (PruneKernel kernel : {PruneKernel::unfused, PruneKernel::fused}) {
-      SCOPED_TRACE(std::string(prune_method_name(method)) + " " + prune_kernel_name(kernel));
+    for (const std::string kernel : {"unfused", "fused"}) {  // the shorthand: fused is the reference loops on the CPU
+      SCOPED_TRACE(std::string(prune_method_name(method)) + " " + kernel);
       auto cpu = make_model(39, Device::cpu), gpu = make_model(39, Device::cuda);
       SequentialPruneOptions o = options(method, 0.5);
-      o.kernel = kernel;
+      kernels::ScopedSelection shorthand;
+      shorthand.shorthand(kernel);
       const PruneReport rc = prune_model(*cpu, ids, o);
       const PruneReport rg = prune_model(*gpu, ids, o);
       const auto lc = cpu->linear_layers(), lg = gpu->linear_layers();

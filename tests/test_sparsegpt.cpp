@@ -65,14 +65,23 @@ Tensor hessian_of(const Tensor& x, int64_t sequences) {
 
 // ---- golden: an independent float64 transcription in PyTorch --------------------------------------------
 
-class SparseGptGolden : public ::testing::TestWithParam<PruneKernel> {};
+// The OBS sweep and mask selection run variant `k` in this scope.
+class PruneKernels {
+ public:
+  explicit PruneKernels(const std::string& k) { scope_.add(obs_sweep_family(), k).add(mask_family(), k); }
+
+ private:
+  kernels::ScopedSelection scope_;
+};
+
+class SparseGptGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SparseGptGolden, MatchesTheFloat64Transcription) {
   nn::SafetensorsFile f(std::string(PT_SOURCE_DIR) + "/tests/golden/sparsegpt/sparsegpt_layers.safetensors");
   SparseGptOptions opt;
   opt.blocksize = std::stoll(f.metadata().at("blocksize"));
   opt.percdamp = std::stod(f.metadata().at("percdamp"));
-  opt.kernel = GetParam();
+  const PruneKernels use(GetParam());
   struct Case { std::string layer, name, input, prev; SparsityPattern pattern; };
   const std::vector<Case> cases = {
       {"A", "u50", "A.W", "", SparsityPattern::unstructured(0.5)},
@@ -108,12 +117,12 @@ TEST_P(SparseGptGolden, MatchesTheFloat64Transcription) {
       EXPECT_TRUE(mask_contains_pruned(r.keep, prev));
     }
     std::printf("  [%s] %s.%s: mask agreement %.5f, weight rel. error %.2e, loss %.6g vs %.6g\n",
-                prune_kernel_name(GetParam()), c.layer.c_str(), c.name.c_str(), agree, werr, r.obs_loss, expected_loss);
+                GetParam().c_str(), c.layer.c_str(), c.name.c_str(), agree, werr, r.obs_loss, expected_loss);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Kernels, SparseGptGolden, ::testing::Values(PruneKernel::reference, PruneKernel::unfused),
-                         [](const auto& info) { return std::string(prune_kernel_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Kernels, SparseGptGolden, ::testing::Values("reference", "unfused"),
+                         [](const auto& info) { return info.param; });
 
 // ---- the OBS sweep: reference loops against the per-column op composition ----------------------------------
 
@@ -140,7 +149,7 @@ SweepInputs sweep_inputs(int64_t rows, int64_t B, uint64_t seed) {
 
 struct SweepOut { Tensor W1, keep1, Err1, loss; };
 
-SweepOut run_sweep(const SweepInputs& in, const SparsityPattern& p, bool with_prev, PruneKernel k, Device device) {
+SweepOut run_sweep(const SweepInputs& in, const SparsityPattern& p, bool with_prev, const std::string& k, Device device) {
   const int64_t rows = in.W.size(0), B = in.U1.size(0);
   const Tensor W = in.W.to(device).clone();
   SweepOut out;
@@ -172,12 +181,12 @@ TEST(PruneObsSweep, ReferenceEqualsUnfused) {
   for (int64_t B : {1, 20, 64}) {
     const SweepInputs in = sweep_inputs(13, B, 81 + uint64_t(B));
     SCOPED_TRACE("B = " + std::to_string(B));
-    expect_same_sweep(run_sweep(in, SparsityPattern::unstructured(0.5), false, PruneKernel::reference, Device::cpu),
-                      run_sweep(in, SparsityPattern::unstructured(0.5), false, PruneKernel::unfused, Device::cpu));
+    expect_same_sweep(run_sweep(in, SparsityPattern::unstructured(0.5), false, "reference", Device::cpu),
+                      run_sweep(in, SparsityPattern::unstructured(0.5), false, "unfused", Device::cpu));
     if (B % 4 != 0) continue;
     for (bool prev : {false, true}) {
-      const SweepOut ref = run_sweep(in, SparsityPattern::nm(2, 4), prev, PruneKernel::reference, Device::cpu);
-      expect_same_sweep(ref, run_sweep(in, SparsityPattern::nm(2, 4), prev, PruneKernel::unfused, Device::cpu));
+      const SweepOut ref = run_sweep(in, SparsityPattern::nm(2, 4), prev, "reference", Device::cpu);
+      expect_same_sweep(ref, run_sweep(in, SparsityPattern::nm(2, 4), prev, "unfused", Device::cpu));
       EXPECT_TRUE(is_nm_mask(ref.keep1, 2, 4));
       if (prev) {
         EXPECT_TRUE(mask_contains_pruned(ref.keep1, in.prev1));
@@ -193,7 +202,7 @@ TEST(PruneObsSweep, FollowsTheObsUpdateByHand) {
   const Tensor keep1 = Tensor::from_vector<uint8_t>({0, 1, 1}, {1, 3});
   const Tensor Err1 = Tensor::empty({1, 3});
   const Tensor loss = Tensor::zeros({1});
-  obs_sweep_block(W1, U1, keep1, Err1, loss, SparsityPattern::unstructured(0.3), {}, PruneKernel::reference);
+  obs_sweep_block(W1, U1, keep1, Err1, loss, SparsityPattern::unstructured(0.3), {}, "reference");
   // Column 0 pruned: err = 1/2; w1 = 2 - 0.5*0.5 = 1.75, w2 = 3 - 0.5*0.25 = 2.875; loss = 1/4/2.
   EXPECT_TRUE(test::tensors_equal(W1, Tensor::from_vector<float>({0.0f, 1.75f, 2.875f}, {1, 3})));
   EXPECT_TRUE(test::tensors_equal(Err1, Tensor::from_vector<float>({0.5f, 0.0f, 0.0f}, {1, 3})));
@@ -258,10 +267,10 @@ TEST(SparseGpt, ExactSparsityNmValidityAndExactZeros) {
                                      SparsityPattern::unstructured(0.77), SparsityPattern::nm(2, 4),
                                      SparsityPattern::nm(4, 8)}) {
       if (p.is_nm() && (sh.cols % p.m != 0 || sh.blocksize % p.m != 0)) continue;
-      for (PruneKernel k : {PruneKernel::reference, PruneKernel::unfused}) {
+      for (const std::string k : {"reference", "unfused"}) {
         SCOPED_TRACE(::testing::Message() << sh.rows << "x" << sh.cols << " bs " << sh.blocksize << " " << p.describe()
-                                          << " " << prune_kernel_name(k));
-        opt.kernel = k;
+                                          << " " << k);
+        const PruneKernels use(k);
         Tensor w = w0.clone();
         const SparseGptResult r = sparsegpt_prune(w, H, p, {}, opt);
         if (p.is_nm()) {
@@ -284,8 +293,8 @@ TEST(SparseGpt, IterativeScheduleGrowsThePrunedSet) {
   const Tensor H = hessian_of(correlated_inputs(400, cols, 111), 8);
   SparseGptOptions opt;
   opt.blocksize = 32;
-  for (PruneKernel k : {PruneKernel::reference, PruneKernel::unfused}) {
-    opt.kernel = k;
+  for (const std::string k : {"reference", "unfused"}) {
+    const PruneKernels use(k);
     Tensor w = random_tensor({rows, cols}, 112);
     Tensor prev;
     for (int step = 1; step <= 8; ++step) {
@@ -313,10 +322,10 @@ TEST(SparseGpt, DeadColumnsAndRankDeficientHessians) {
   // 40 tokens for 64 inputs: H has rank <= 40 (damping makes it positive definite) and column 5 is dead.
   const Tensor H = hessian_of(correlated_inputs(40, cols, 121, /*dead_col=*/5), 2);
   Tensor w = random_tensor({rows, cols}, 122);
-  for (PruneKernel k : {PruneKernel::reference, PruneKernel::unfused}) {
+  for (const std::string k : {"reference", "unfused"}) {
     Tensor wk = w.clone();
     SparseGptOptions opt;
-    opt.kernel = k;
+    const PruneKernels use(k);
     const SparseGptResult r = sparsegpt_prune(wk, H, SparsityPattern::unstructured(0.5), {}, opt);
     EXPECT_EQ(r.dead_columns, 1);
     EXPECT_EQ(r.retries, 0);
@@ -428,14 +437,14 @@ TEST(CudaPruneObsSweep, FusedEqualsUnfusedAndTheCpu) {
     const SweepInputs in = sweep_inputs(77, B, 181 + uint64_t(B));
     SCOPED_TRACE("B = " + std::to_string(B));
     const SparsityPattern u = SparsityPattern::unstructured(0.5);
-    const SweepOut cpu = run_sweep(in, u, false, PruneKernel::reference, Device::cpu);
-    expect_same_sweep(run_sweep(in, u, false, PruneKernel::fused, Device::cuda), cpu);
-    expect_same_sweep(run_sweep(in, u, false, PruneKernel::unfused, Device::cuda), cpu);
+    const SweepOut cpu = run_sweep(in, u, false, "reference", Device::cpu);
+    expect_same_sweep(run_sweep(in, u, false, "fused", Device::cuda), cpu);
+    expect_same_sweep(run_sweep(in, u, false, "unfused", Device::cuda), cpu);
     if (B % 4 != 0) continue;
     for (bool prev : {false, true}) {
-      const SweepOut ref = run_sweep(in, SparsityPattern::nm(2, 4), prev, PruneKernel::reference, Device::cpu);
-      expect_same_sweep(run_sweep(in, SparsityPattern::nm(2, 4), prev, PruneKernel::fused, Device::cuda), ref);
-      expect_same_sweep(run_sweep(in, SparsityPattern::nm(2, 4), prev, PruneKernel::unfused, Device::cuda), ref);
+      const SweepOut ref = run_sweep(in, SparsityPattern::nm(2, 4), prev, "reference", Device::cpu);
+      expect_same_sweep(run_sweep(in, SparsityPattern::nm(2, 4), prev, "fused", Device::cuda), ref);
+      expect_same_sweep(run_sweep(in, SparsityPattern::nm(2, 4), prev, "unfused", Device::cuda), ref);
     }
   }
 }
@@ -485,11 +494,11 @@ Replay replay_sparsegpt(const Tensor& w0, const Tensor& U, const SparsityPattern
     } else {
       const int64_t k = sparsegpt_block_prune_count(rows * i2, p.sparsity, total, pruned, 0, 0);
       choose(s, k);
-      keep1 = select_lowest_k(scores, k, MaskGroup::matrix, {}, PruneKernel::reference);
+      keep1 = select_lowest_k(scores, k, MaskGroup::matrix, {}, "reference");
       pruned += k;
     }
     const Tensor Err1 = Tensor::empty({rows, B});
-    obs_sweep_block(W1, U1, keep1, Err1, loss, p, {}, PruneKernel::reference);
+    obs_sweep_block(W1, U1, keep1, Err1, loss, p, {}, "reference");
     r.keep.narrow(1, i1, B).copy_(keep1);
     if (i2 < cols) gemm_(W.narrow(1, i2, cols - i2), Err1, U.narrow(0, i1, B).narrow(1, i2, cols - i2), false, false,
                          -1.0, 1.0);
@@ -523,9 +532,8 @@ TEST(SparseGpt, TheGpuAgreementCaseHasNoNearTies) {
   for (const SparsityPattern& p : c.patterns) {
     SCOPED_TRACE(p.describe());
     Tensor w = c.w0.clone();
-    SparseGptOptions ref = opt;
-    ref.kernel = PruneKernel::reference;
-    const SparseGptResult cpu = sparsegpt_prune(w, c.H, p, {}, ref);
+    const PruneKernels use("reference");
+    const SparseGptResult cpu = sparsegpt_prune(w, c.H, p, {}, opt);
     const Replay a = replay_sparsegpt(w0, U, p, opt.blocksize), b = replay_sparsegpt(w0, U_other, p, opt.blocksize);
     EXPECT_TRUE(test::tensors_equal(a.keep, cpu.keep));
     EXPECT_TRUE(test::tensors_equal(b.keep, cpu.keep));
@@ -554,12 +562,14 @@ TEST(CudaSparseGpt, FusedUnfusedAndCpuAgree) {
   EXPECT_LT(frobenius_rel_err(damped_inverse_factor(c.H.to(Device::cuda), 0.01, 0).U, U), 10 * proxy + 1e-7);
   for (const SparsityPattern& p : c.patterns) {
     SparseGptOptions opt;
-    opt.kernel = PruneKernel::reference;
     Tensor w_cpu = c.w0.clone();
-    const SparseGptResult cpu = sparsegpt_prune(w_cpu, c.H, p, {}, opt);
-    for (PruneKernel k : {PruneKernel::fused, PruneKernel::unfused}) {
-      SCOPED_TRACE(p.describe() + " " + prune_kernel_name(k));
-      opt.kernel = k;
+    const SparseGptResult cpu = [&] {
+      const PruneKernels use("reference");
+      return sparsegpt_prune(w_cpu, c.H, p, {}, opt);
+    }();
+    for (const std::string k : {"fused", "unfused"}) {
+      SCOPED_TRACE(p.describe() + " " + k);
+      const PruneKernels use(k);
       Tensor w = c.w0.to(Device::cuda);
       const SparseGptResult r = sparsegpt_prune(w, c.H.to(Device::cuda), p, {}, opt);
       EXPECT_TRUE(r.keep.is_cuda());

@@ -288,6 +288,8 @@ TEST_F(TrainPruneSmoke, ExportedUntiedHeadEvaluatesAsInTheRun) {
 
 // Evaluating on a sparse kernel changes how the product is computed, not what it is: the same cells run with
 // [run] linear_kernel = bitmap (and csr) give the dense run's perplexities, and each stage records its kernel.
+// The csr run also picks the mask family's unfused variant ([kernels] mask = unfused: the same masks by the same
+// total order), which every stage record and results row names beside the other families' defaults.
 TEST_F(TrainPruneSmoke, SparseKernelEvaluationGivesTheDensePerplexities) {
   std::map<std::string, double> dense;
   for (const auto& r : results())
@@ -299,16 +301,19 @@ TEST_F(TrainPruneSmoke, SparseKernelEvaluationGivesTheDensePerplexities) {
     const fs::path out = dir_ / (std::string("kernel-") + kernel);
     fs::remove_all(out);
     std::vector<std::string> args = base_args(out);
+    const std::string mask_variant = std::string(kernel) == "csr" ? "unfused" : "reference";
     for (const std::string& a : {std::string("experiment.arms=sparsegpt:oneshot, magnitude:oneshot"), "run.linear_kernel=" + std::string(kernel)}) {
       args.push_back("--set");
       args.push_back(a);
     }
+    if (mask_variant == "unfused") args.insert(args.end(), {"--set", "kernels.mask=unfused"});
     ASSERT_EQ(wait_exit(spawn_process(args, out.string() + ".log")), 0) << read_text_file(out.string() + ".log");
     const json rows = json::parse(read_text_file((out / "results.json").string()));
     ASSERT_EQ(rows.size(), 6u);
     for (const auto& r : rows) {
       const std::string cell = r.at("arm").get<std::string>() + "@" + std::to_string(r.at("target_sparsity").get<double>());
       EXPECT_NEAR(r.at("perplexity").get<double>(), dense.at(cell), 1e-5 * dense.at(cell)) << cell;
+      EXPECT_EQ(r.at("kernels").at("mask"), mask_variant) << r.dump();
     }
     int sparse_stages = 0;
     for (const auto& f : fs::directory_iterator(out / "stages"))
@@ -318,6 +323,10 @@ TEST_F(TrainPruneSmoke, SparseKernelEvaluationGivesTheDensePerplexities) {
           EXPECT_EQ(j.at("eval_kernel"), kernel) << j.dump();
           ++sparse_stages;
         }
+        EXPECT_EQ(j.at("kernels").at("mask"), mask_variant) << j.dump();
+        EXPECT_EQ(j.at("kernels").at("obs_sweep"), "reference") << j.dump();  // fused on the CPU: the loops
+        EXPECT_EQ(j.at("kernels").at("adamw"), "fused") << j.dump();
+        EXPECT_EQ(j.at("kernels").at("sparse_linear"), j.at("eval_kernel")) << j.dump();
       }
     EXPECT_EQ(sparse_stages, 4);
     const std::string log = read_text_file(out.string() + "/train_prune.log");

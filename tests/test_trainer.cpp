@@ -34,7 +34,7 @@ train::TrainOptions small_options() {
   o.schedule.total_steps = 10;
   o.weight_decay = 0.1;
   o.max_grad_norm = 0.5;
-  o.adamw.kernel = nn::AdamWKernel::reference;
+  o.adamw.kernel = "reference";
   o.eval_every = 4;
   o.eval_seqlen = 32;
   o.eval_windows = 3;

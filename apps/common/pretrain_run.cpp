@@ -21,7 +21,7 @@ std::string run_pretraining(const std::string& config_path, const std::vector<st
                             bool dry_run, bool show_progress) {
   config::IniConfig ini = config::IniConfig::from_file(config_path);
   for (const auto& s : overrides) ini.apply_override(s);
-  ini.declare_sections({"run", "model", "data", "train", "eval"});
+  ini.declare_sections({"run", "kernels", "model", "data", "train", "eval"});
   const RunSection run = read_run_section(ini, "runs/pretrain");
   const ModelSection model_section = read_model_section(ini);
   const DataSection data = read_data_section(ini);
@@ -65,7 +65,6 @@ std::string run_pretraining(const std::string& config_path, const std::vector<st
   require_tokens(test_ids, eval_seqlen, "one evaluation window of " + std::to_string(eval_seqlen) + " ([eval] seqlen)");
   auto model = build_model(model_section, run.device, run.seed);
   opts.seed = run.seed;
-  opts.adamw.kernel = adamw_kernel_for(run.kernels, run.device);
   opts.eval_seqlen = eval_seqlen;
   opts.eval_batch = eval.batch;
   opts.eval_windows = eval.periodic_windows;

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "lab/lab_family.h"
 #include "nn/checkpoint.h"
 #include "opt/hf_checkpoint.h"
 #include "tensor/error.h"
@@ -28,12 +29,28 @@ RunSection read_run_section(config::IniConfig& ini, const std::string& default_o
 #ifdef _OPENMP
   if (r.threads > 0) omp_set_num_threads(int(r.threads));
 #endif
+  std::vector<std::string> families;
+  for (const kernels::FamilyBase* f : lab::kernel_families()) families.push_back(f->name());
+  for (const std::string& key : ini.keys("kernels")) {
+    kernels::FamilyBase* family = lab::find_family(key);
+    if (!family) ini.fail("kernels", key, "is not a kernel family (families: " + kernels::join(families) + ")");
+    const std::string variant = ini.text("kernels", key, "");
+    const std::string problem = family->why_not(variant, r.device);
+    if (!problem.empty()) ini.fail("kernels", key, problem);
+    r.kernel_choices[key] = variant;
+  }
+  kernels::set_shorthand(r.kernels);
+  for (kernels::FamilyBase* f : lab::kernel_families()) {
+    const auto chosen = r.kernel_choices.find(f->name());
+    f->select(chosen == r.kernel_choices.end() ? "" : chosen->second);
+  }
   return r;
 }
 
-// fused on the CPU is the threaded f32 loop that computes what the CUDA kernel computes (nn/adamw_cpu.h).
-nn::AdamWKernel adamw_kernel_for(const std::string& kernels, Device) {
-  return kernels == "unfused" ? nn::AdamWKernel::unfused : nn::AdamWKernel::fused;
+std::map<std::string, std::string> resolved_kernels(Device device) {
+  std::map<std::string, std::string> out;
+  for (const kernels::FamilyBase* f : lab::kernel_families()) out[f->name()] = f->resolve(device);
+  return out;
 }
 
 ModelSection read_model_section(config::IniConfig& ini, bool weights_may_be_missing) {

@@ -1,12 +1,14 @@
 // Reading the configuration sections shared by the apps (pretrain, train_prune) from a validated INI file,
 // so every app accepts the same keys with the same meaning, ranges and error messages.
 //   [run]    device, seed, kernels, output, threads
+//   [kernels] one variant per kernel family (tensor/kernel_registry.h), overriding [run] kernels for that family
 //   [model]  preset / custom shape of a new OPT model, or weights to load
 //   [data]   WikiText-2 and tokenizer folders, token cache
 //   [train]  / [retrain]  steps, batch, sequence length, optimizer, schedule, checkpoints
 //   [eval]   perplexity windows
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,13 +25,17 @@ struct RunSection {
   Device device = Device::cpu;
   std::string device_name = "auto";
   uint64_t seed = 0;
-  std::string kernels = "fused";  // fused | unfused: AdamW (and pruning) kernels; on the CPU fused AdamW = the CUDA kernel's f32 arithmetic, threaded
+  std::string kernels = "fused";  // the shorthand: every kernel family's fused (or unfused) variant on the device
+  std::map<std::string, std::string> kernel_choices;  // [kernels] family = variant, as given
   std::string output;             // the run's folder
   int64_t threads = 0;            // 0 = OpenMP's default
 };
+// Reads [run] and [kernels] (each key a kernel family of lab/lab_family.h, each value one of its registered
+// variants that runs on the run's device; anything else stops with one line listing what is allowed), then makes
+// that selection for this process (kernels::set_shorthand and each family's select).
 RunSection read_run_section(config::IniConfig& ini, const std::string& default_output);
-// The AdamW kernel a `kernels` setting means on a device.
-nn::AdamWKernel adamw_kernel_for(const std::string& kernels, Device device);
+// The variant every kernel family runs on `device` under the current selection, e.g. obs_sweep -> reference.
+std::map<std::string, std::string> resolved_kernels(Device device);
 
 struct ModelSection {
   std::string preset;    // a preset name, or "custom" (shape below)

@@ -27,6 +27,7 @@ std::vector<ResultRow> collect_rows(const Plan& plan, StageRunner& runner) {
     r.perplexity = last.perplexity;
     r.eval_seconds = last.eval_seconds;
     r.reconstruction_error = NAN;
+    r.kernels = last.kernels;
     if (!c.prune_key.empty()) {
       const StageRecord p = runner.ensure(c.prune_key);
       r.prune_seconds = p.op_seconds;
@@ -89,7 +90,8 @@ void write_results(const std::string& dir, const Plan& plan, const std::vector<R
                   {"total_seconds", r.total_seconds}, {"trained_parameters", r.trained_parameters},
                   {"total_parameters", r.total_parameters}, {"trained_fraction", frac},
                   {"reconstruction_error", std::isfinite(r.reconstruction_error) ? nlohmann::json(r.reconstruction_error)
-                                                                                 : nlohmann::json(nullptr)}});
+                                                                                 : nlohmann::json(nullptr)},
+                  {"kernels", r.kernels}});
   }
   write_file_atomic(dir + "/results.csv", csv.str());
   write_file_atomic(dir + "/results.json", js.dump(2) + "\n");

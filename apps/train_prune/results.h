@@ -3,6 +3,7 @@
 // sparsity on a log scale with one line per arm (results.png through gnuplot, like the paper's Figure 1).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@ struct ResultRow {
   double total_seconds = 0;    // every stage of the cell's chain (shared stages counted in full)
   int64_t trained_parameters = 0, total_parameters = 0;
   double reconstruction_error = 0;  // last pruning stage (NaN if none)
+  std::map<std::string, std::string> kernels;  // the variant of each kernel family the cell's last stage ran
 };
 
 std::vector<ResultRow> collect_rows(const Plan& plan, StageRunner& runner);

@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 
 Settings read_settings(config::IniConfig& ini) {
   Settings s;
-  ini.declare_sections({"run", "experiment", "model", "data", "prune", "retrain", "eval"});
+  ini.declare_sections({"run", "kernels", "experiment", "model", "data", "prune", "retrain", "eval"});
   s.run = read_run_section(ini, "runs/train_prune");
   s.gzip = int(ini.integer("run", "checkpoint_gzip", 0, 0, 9));
   // Stage checkpoints store pruned weights as bitmask + kept values (lossless; they load back dense).
@@ -63,8 +63,6 @@ Settings read_settings(config::IniConfig& ini) {
   s.prune.forward_batch = ini.integer("prune", "forward_batch", 8, 1, 4096);
   s.prune.offload_activations = ini.boolean("prune", "offload_activations", false);
   s.prune.measure_reconstruction = ini.boolean("prune", "measure_reconstruction", true);
-  s.prune.kernel = s.run.kernels == "unfused" ? prune::PruneKernel::unfused : prune::PruneKernel::fused;
-  s.prune.hessian_kernel = s.run.kernels == "unfused" ? prune::HessianKernel::unfused : prune::HessianKernel::fused;
 
   train::TrainOptions rd;
   rd.steps = paper ? 1000 : 100;
@@ -78,18 +76,26 @@ Settings read_settings(config::IniConfig& ini) {
   const train::RetrainScope default_scope = train::parse_retrain_scope(ini.choice(
       "retrain", "scope", "full", {"none", "full", "biases", "layernorm", "biases+layernorm", "lm_head", "mask-lora", "scale-lora"}));
   s.retrain = read_train_section(ini, "retrain", rd, s.model.config.max_position_embeddings);
-  s.retrain.adamw.kernel = adamw_kernel_for(s.run.kernels, s.run.device);
   s.retrain.seed = s.run.seed;
   s.lora.rank = ini.integer("retrain", "lora_rank", 16, 1, 4096);
   s.lora.alpha = ini.number("retrain", "lora_alpha", 32, 0.0, 1e6);
   s.lora.seed = s.run.seed;
   s.eval = read_eval_section(ini, s.model.config.max_position_embeddings);
   // The kernel pruned layers run on when perplexity is measured (sparse/packed_linear.h).
-  const std::string kernel = ini.choice("run", "linear_kernel", "dense", sparse::linear_kernel_names());
+  // [kernels] sparse_linear names the same choice (a variant of sparse/linear_family.h); give one, or both alike.
+  std::string kernel = ini.choice("run", "linear_kernel", "dense", sparse::linear_kernel_names());
+  if (const auto given = s.run.kernel_choices.find("sparse_linear"); given != s.run.kernel_choices.end()) {
+    if (ini.has("run", "linear_kernel") && given->second != kernel)
+      ini.fail("kernels", "sparse_linear", "contradicts [run] linear_kernel = " + kernel + " (give one of them)");
+    kernel = given->second;
+  }
   s.linear_kernel.kernel = sparse::parse_linear_kernel(kernel);
-  if (s.linear_kernel.kernel == sparse::LinearKernel::two_four && !(s.pattern.n == 2 && s.pattern.m == 4))
-    ini.fail("run", "linear_kernel", "2of4 runs only 2:4-pruned weights, but [prune] pattern = " + pattern +
-                                         " (use csr, bitmap or auto, or pattern = 2:4)");
+  if (s.linear_kernel.kernel == sparse::LinearKernel::two_four && !(s.pattern.n == 2 && s.pattern.m == 4)) {
+    const bool in_run = !s.run.kernel_choices.count("sparse_linear");
+    ini.fail(in_run ? "run" : "kernels", in_run ? "linear_kernel" : "sparse_linear",
+             "2of4 runs only 2:4-pruned weights, but [prune] pattern = " + pattern +
+                 " (use csr, bitmap or auto, or pattern = 2:4)");
+  }
   {
     const int64_t seqlen = s.eval.seqlen > 0 ? s.eval.seqlen : s.model.config.max_position_embeddings;
     s.linear_kernel.auto_options.prefill_tokens = std::min<int64_t>(2048, s.eval.batch * seqlen);

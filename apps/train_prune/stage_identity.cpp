@@ -39,6 +39,7 @@ StageInputs stage_inputs(StageOp::Kind kind, const RunFacts& facts) {
   StageInputs in;
   in.emplace_back("[run] device", facts.device);
   for (const char* key : {"seed", "kernels", "linear_kernel"}) add_run_key(in, facts, key);
+  add_section(in, facts, "kernels");  // only the families given a variant explicitly
   add_section(in, facts, "eval");
   in.emplace_back("test tokens sha256", facts.test_tokens_sha256);
   switch (kind) {

@@ -1,7 +1,8 @@
 // What makes a stage's result: its chain key says which operations ran ("dense | prune sparsegpt unstructured
 // 0.5 | retrain full"); its inputs say with what — the settings its operation reads, the checksums of the data
 // it consumes, and (through its parent) everything its starting model came from:
-//   every stage   [run] device (resolved), seed, kernels, linear_kernel; every [eval] key; the test tokens
+//   every stage   [run] device (resolved), seed, kernels, linear_kernel; every [kernels] key given; every [eval]
+//                 key; the test tokens
 //   dense         every [model] key but the weights' path; the checksum of the weights themselves
 //   prune         every [prune] key but offload_activations (memory only); the calibration windows
 //   retrain       every [retrain] key but scope (in the key) and checkpoint_every / log_every / eval_every (a

@@ -35,6 +35,7 @@ json to_json(const StageRecord& r) {
           {"op_seconds", r.op_seconds},
           {"eval_seconds", r.eval_seconds},
           {"eval_kernel", r.eval_kernel},
+          {"kernels", r.kernels},
           {"eval_tokens_per_second", r.eval_tokens_per_second},
           {"reconstruction_error", std::isfinite(r.reconstruction_error) ? json(r.reconstruction_error) : json(nullptr)},
           {"trained_parameters", r.trained_parameters},
@@ -57,6 +58,7 @@ StageRecord from_json(const json& j) {
   r.op_seconds = j.at("op_seconds");
   r.eval_seconds = j.at("eval_seconds");
   r.eval_kernel = j.value("eval_kernel", std::string("dense"));  // records written before sparse kernels existed
+  if (j.contains("kernels")) r.kernels = j.at("kernels").get<std::map<std::string, std::string>>();
   r.eval_tokens_per_second = j.value("eval_tokens_per_second", 0.0);
   r.reconstruction_error = j.at("reconstruction_error").is_null() ? NAN : j.at("reconstruction_error").get<double>();
   r.trained_parameters = j.at("trained_parameters");
@@ -214,6 +216,8 @@ double StageRunner::evaluate(StageRecord& rec) {
   rec.mean_nll = r.mean_nll;
   rec.eval_seconds = r.seconds;
   rec.eval_kernel = packed.layers.empty() ? "dense" : kernel;
+  rec.kernels = resolved_kernels(ctx_.device);
+  rec.kernels["sparse_linear"] = rec.eval_kernel;
   rec.eval_tokens_per_second = r.tokens_per_second;
   return r.perplexity;
 }

@@ -37,6 +37,9 @@ struct StageRecord {
   double op_seconds = 0;         // pruning or retraining (0 for dense)
   double eval_seconds = 0;
   std::string eval_kernel = "dense";  // the linear kernel the evaluation ran ([run] linear_kernel)
+  // The variant each kernel family ran ([run] kernels, [kernels]); sparse_linear is eval_kernel. Empty in records
+  // written before the kernel registry.
+  std::map<std::string, std::string> kernels;
   double eval_tokens_per_second = 0;
   double reconstruction_error = 0;  // prune stages (summed over matrices; NaN if not measured)
   int64_t trained_parameters = 0, total_parameters = 0;  // retrain stages

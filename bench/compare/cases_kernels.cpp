@@ -46,7 +46,7 @@ class AdamWCase : public CompareCase {
       total += v.data().numel();
     }
     nn::AdamWConfig cfg;
-    cfg.kernel = nn::parse_adamw_kernel(p.value("kernel", std::string("fused")));
+    cfg.kernel = p.value("kernel", std::string("fused"));  // a variant of nn::adamw_family()
     opt_ = std::make_unique<nn::AdamW>(std::vector<nn::AdamWParamGroup>{decay, no_decay}, cfg);
     if (p.value("masked", false)) {
       // Masks go on the decoder Linear weights: the 2-D tensors other than the two embeddings.
@@ -60,7 +60,7 @@ class AdamWCase : public CompareCase {
     }
     lr_ = p.value("lr", 1e-3);
     info["parameters"] = total;
-    info["adamw_kernel"] = nn::adamw_kernel_name(cfg.kernel);
+    info["adamw_kernel"] = cfg.kernel;
   }
   json run() override {
     opt_->step(lr_);

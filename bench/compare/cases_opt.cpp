@@ -50,13 +50,13 @@ class TrainStepCase : public CompareCase {
       grads_.push_back(tp.var);
     }
     nn::AdamWConfig cfg;
-    cfg.kernel = nn::AdamWKernel::fused;  // what train_prune uses (kernels = fused)
+    cfg.kernel = "fused";  // what train_prune uses (kernels = fused)
     adamw_ = std::make_unique<nn::AdamW>(std::vector<nn::AdamWParamGroup>{decay, no_decay}, cfg);
     lr_ = p.value("lr", 1e-5);
     autocast_ = p.value("autocast_bf16", false) && dev == Device::cuda;
     model_.train();
     info["parameters"] = model_.num_parameters();
-    info["adamw_kernel"] = nn::adamw_kernel_name(cfg.kernel);
+    info["adamw_kernel"] = cfg.kernel;
   }
 
   json run() override {

@@ -4,7 +4,8 @@
 //   wanda_matrix      WandaStats of one calibration batch, wanda_mask, the mask applied
 //   magnitude_matrix  magnitude_mask (one threshold per matrix), applied
 //   prune_model       prune_model: every decoder layer in turn, calibration forwards included, from dense weights
-// "kernel" selects fused | unfused (the CPU's fused path runs the reference loops, as train_prune does).
+// "kernel" is the shorthand fused | unfused (tensor/kernel_registry.h: on the CPU, fused picks the reference loops
+// for the OBS sweep and the masks, as train_prune does).
 #include "bench/compare/compare_case.h"
 #include "prune/hessian.h"
 #include "prune/magnitude.h"
@@ -24,7 +25,16 @@ Tensor normal(const Shape& shape, uint64_t seed, Device dev) {
   return Tensor::normal(shape, 0.0, 1.0, gen, DType::f32, dev);
 }
 
-PruneKernel kernel_of(const json& p) { return parse_prune_kernel(p.value("kernel", std::string("fused"))); }
+std::string shorthand_of(const json& p) { return p.value("kernel", std::string("fused")); }
+
+// Runs the kernel families under a shorthand for its lifetime.
+class Shorthand {
+ public:
+  explicit Shorthand(const std::string& s) { scope_.shorthand(s); }
+
+ private:
+  kernels::ScopedSelection scope_;
+};
 
 SparsityPattern pattern_of(const json& p) {
   const int64_t n = p.value("prune_n", int64_t(0)), m = p.value("prune_m", int64_t(0));
@@ -41,10 +51,10 @@ class HessianCase : public CompareCase {
  public:
   HessianCase(const json& p, Device dev)
       : x_(normal({param_int(p, "tokens"), param_int(p, "cols")}, 2, dev)), acc_(param_int(p, "cols"), dev),
-        sequences_(p.value("sequences", int64_t(1))),
-        kernel_(parse_hessian_kernel(p.value("kernel", std::string("fused")))) {}
+        sequences_(p.value("sequences", int64_t(1))), kernel_(shorthand_of(p)) {}
   json run() override {
-    acc_.add_batch(x_, sequences_, kernel_);
+    const Shorthand use(kernel_);
+    acc_.add_batch(x_, sequences_);
     return json::object();
   }
 
@@ -52,7 +62,7 @@ class HessianCase : public CompareCase {
   Tensor x_;
   HessianAccumulator acc_;
   int64_t sequences_;
-  HessianKernel kernel_;
+  std::string kernel_;
 };
 
 // One matrix pruned from the same dense weight every iteration.
@@ -60,13 +70,13 @@ class MatrixCase : public CompareCase {
  public:
   MatrixCase(const json& p, Device dev, uint64_t seed)
       : w0_(normal({param_int(p, "rows"), param_int(p, "cols")}, seed, dev)), w_(w0_.clone()), pattern_(pattern_of(p)),
-        kernel_(kernel_of(p)) {}
+        kernel_(shorthand_of(p)) {}
   json check(const json&) override { return {{"sparsity", pruned_fraction(keep_)}}; }
 
  protected:
   Tensor w0_, w_, keep_;
   SparsityPattern pattern_;
-  PruneKernel kernel_;
+  std::string kernel_;
 };
 
 class SparseGptMatrixCase : public MatrixCase {
@@ -77,9 +87,9 @@ class SparseGptMatrixCase : public MatrixCase {
     acc.add_batch(normal({p.value("calib_tokens", 2 * cols), cols}, 1, dev), 1);
     H_ = acc.H();
     options_.blocksize = p.value("blocksize", int64_t(128));
-    options_.kernel = kernel_;
   }
   json run() override {
+    const Shorthand use(kernel_);
     w_.copy_(w0_);
     keep_ = sparsegpt_prune(w_, H_, pattern_, {}, options_).keep;
     return json::object();
@@ -98,7 +108,8 @@ class WandaMatrixCase : public MatrixCase {
     w_.copy_(w0_);
     WandaStats stats(w_.size(1), w_.device());
     stats.add_batch(x_, 1);
-    keep_ = wanda_mask(w_, stats, pattern_, {}, kernel_);
+    const Shorthand use(kernel_);
+    keep_ = wanda_mask(w_, stats, pattern_);
     w_.copy_(apply_mask(w_, keep_));
     return json::object();
   }
@@ -112,7 +123,8 @@ class MagnitudeMatrixCase : public MatrixCase {
   MagnitudeMatrixCase(const json& p, Device dev) : MatrixCase(p, dev, 8) {}
   json run() override {
     w_.copy_(w0_);
-    keep_ = magnitude_mask(w_, pattern_, MaskGroup::matrix, {}, kernel_);
+    const Shorthand use(kernel_);
+    keep_ = magnitude_mask(w_, pattern_, MaskGroup::matrix);
     w_.copy_(apply_mask(w_, keep_));
     return json::object();
   }
@@ -124,9 +136,7 @@ class PruneModelCase : public CompareCase {
     for (auto& [name, lin] : model_.linear_layers()) dense_.push_back(lin->weight.data().clone());
     options_.method = parse_prune_method(p.at("method").get<std::string>());
     options_.pattern = pattern_of(p);
-    options_.kernel = kernel_of(p);
-    options_.hessian_kernel = parse_hessian_kernel(p.value("kernel", std::string("fused")) == "unfused" ? "unfused"
-                                                                                                         : "fused");
+    shorthand_ = shorthand_of(p);
     options_.forward_batch = p.value("forward_batch", int64_t(4));
     options_.measure_reconstruction = false;  // the reference drivers do not measure it either
     options_.show_progress = false;
@@ -136,6 +146,7 @@ class PruneModelCase : public CompareCase {
     }
   }
   json run() override {
+    const Shorthand use(shorthand_);
     size_t k = 0;
     for (auto& [name, lin] : model_.linear_layers()) {
       lin->clear_mask();
@@ -151,6 +162,7 @@ class PruneModelCase : public CompareCase {
   std::vector<Tensor> dense_;
   Tensor ids_;
   SequentialPruneOptions options_;
+  std::string shorthand_;
   double sparsity_ = 0;
 };
 
