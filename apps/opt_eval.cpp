@@ -4,11 +4,14 @@
 //   opt_eval --model path/to/hf-opt-125m --prompt "The capital of France is" --max-new-tokens 20
 //   opt_eval --model tiny --ppl --seqlen 64 --windows 8        (a preset: random weights, for a smoke test)
 //   opt_eval --model exported-pruned-model --ppl --linear-kernel csr   (pruned Linears on a sparse kernel)
+// With a sparse kernel the packed layers' dense weights are released (inference only), and the last line says
+// what the process held at its peak (VmHWM) and at the end (VmRSS).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <filesystem>
 
+#include "base/process_memory.h"
 #include "corpus/tokenizer.h"
 #include "corpus/wikitext_tokens.h"
 #include "opt/generate.h"
@@ -86,6 +89,7 @@ int main(int argc, char** argv) try {
     }
     nn::LinearKernelOptions lo;
     lo.kernel = sparse::parse_linear_kernel(linear_kernel);
+    lo.release_dense = true;  // this program only evaluates: the packed forms own the weights
     lo.auto_options.prefill_tokens =
         std::min<int64_t>(2048, batch * (seqlen > 0 ? seqlen : model->config().max_position_embeddings));
     std::printf("linear kernel: %s\n", nn::use_linear_kernel(model->linear_layers(), lo).summary(linear_kernel).c_str());
@@ -125,6 +129,10 @@ int main(int argc, char** argv) try {
     std::vector<int32_t> o32(out.begin(), out.end());
     std::printf("%s\n", tok.decode(o32).c_str());
   }
+  const ProcessMemory mem = process_memory();
+  if (mem.peak_resident_bytes >= 0)
+    std::printf("memory: peak resident %.1f MB, resident now %.1f MB\n", double(mem.peak_resident_bytes) / 1e6,
+                double(mem.resident_bytes) / 1e6);
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "error: %s\n", e.what());

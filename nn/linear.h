@@ -11,7 +11,15 @@
 // and no graph is recorded, the forward runs its kernel instead of the dense product. The packed form is a
 // snapshot, so anything that changes W or the mask (set_mask, adapters) drops it, and a forward that records a
 // graph while it is set is an error rather than a silently stale product.
+//
+// A packed form that reproduces W bit for bit may also own the layer's memory: release_dense_weight() frees W and
+// the u8 mask (the mask is kept as bits, 1/32 of an f32 weight), so a model evaluated on a sparse kernel really
+// shrinks. While released, `weight` holds no data; anything that needs W again (clearing or replacing the packed
+// form, set_mask, clear_mask, attach_adapter) first restores W and the mask from the packed form, exactly as they
+// were, and the Module operations that read parameters (to, state_dict, load_state_dict) refuse with a clear
+// error instead of reading nothing.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,10 +56,7 @@ class Linear : public Module {
 
   // keep: u8 [out, in] (1 = kept). Stores the mask and zeroes every pruned weight in place.
   void set_mask(const Tensor& keep);
-  void clear_mask() {
-    weight_mask = Tensor();
-    packed_.reset();
-  }
+  void clear_mask();
   bool has_mask() const { return weight_mask.defined(); }
 
   // Attaches an adapter (one at a time) and registers its parameters under this layer. Throws when one is
@@ -69,8 +74,17 @@ class Linear : public Module {
   const sparse::PackedLinearWeight* packed_weight() const { return packed_.get(); }
   LinearAdapter* adapter() const { return adapter_.get(); }
 
-  int64_t in_features() const { return weight.size(1); }
-  int64_t out_features() const { return weight.size(0); }
+  // With a packed form set: frees the dense weight and the u8 mask, keeping the mask as bits, and returns the
+  // bytes freed. Releases nothing (returns 0) when the packed form does not give W back bit for bit (values in
+  // a narrower dtype), or when W's storage has another owner (the dense/masked forms share it), since freeing
+  // would then save nothing.
+  int64_t release_dense_weight();
+  // Rebuilds W and the mask from the packed form and the kept bits (a no-op unless released).
+  void restore_dense_weight();
+  bool dense_weight_released() const { return released_; }
+
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
 
   Variable weight;      // [out, in]
   Variable bias;        // [out]; undefined without bias
@@ -82,6 +96,12 @@ class Linear : public Module {
   std::shared_ptr<LinearAdapter> adapter_;
   std::shared_ptr<const sparse::PackedLinearWeight> packed_;
   std::vector<std::string> adapter_parameter_names_;  // registered on this layer while attached
+  int64_t in_features_ = 0, out_features_ = 0;
+  // While released: the keep-mask as bits (bit o·in + i set where kept; empty for a layer without a mask) and
+  // W's dtype.
+  bool released_ = false;
+  std::vector<uint64_t> released_keep_bits_;
+  DType released_dtype_ = DType::f32;
 };
 
 }  // namespace pt::nn

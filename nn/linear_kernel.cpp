@@ -3,6 +3,11 @@
 #include <cstdio>
 #include <map>
 
+#include "tensor/cpu_caching_allocator.h"
+#if PT_CUDA
+#include "tensor/cuda/caching_allocator.h"
+#endif
+
 namespace pt::nn {
 
 namespace {
@@ -29,6 +34,7 @@ std::string LinearKernelReport::summary(const std::string& kernel_name) const {
     for (const auto& [k, n] : choices) s += " " + k + " ×" + std::to_string(n) + ",";
     s.pop_back();
   }
+  if (released_bytes > 0) s += "; released " + megabytes(released_bytes) + " of dense weights and masks";
   return s;
 }
 
@@ -60,6 +66,24 @@ LinearKernelReport use_linear_kernel(const std::vector<std::pair<std::string, Li
       report.dense_bytes += info.dense_bytes;
       report.stored_bytes += info.stored_bytes;
       report.layers.push_back(std::move(info));
+    }
+    // Released only once every layer is packed, so a failure above leaves every weight where it was.
+    if (options.release_dense) {
+      size_t i = 0;
+      bool on_cuda = false;
+      for (const auto& [layer_name, layer] : layers) {
+        if (!layer->packed_weight()) continue;
+        report.layers[i].released_bytes = layer->release_dense_weight();
+        on_cuda |= report.layers[i].released_bytes > 0 && layer->packed_weight()->device() == Device::cuda;
+        report.released_bytes += report.layers[i++].released_bytes;
+      }
+      // The freed blocks sit in the caching allocators until given back; give them back now.
+      if (report.released_bytes > 0) cpu::empty_cache();
+#if PT_CUDA
+      if (on_cuda) cuda::empty_cache();
+#else
+      (void)on_cuda;
+#endif
     }
   } catch (...) {
     clear_linear_kernels(layers);

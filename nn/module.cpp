@@ -14,6 +14,14 @@ std::string join(const std::string& prefix, const std::string& name) {
 // Floating tensors convert into each other; anything else must match exactly.
 bool dtype_compatible(DType dst, DType src) { return dst == src || (is_floating(dst) && is_floating(src)); }
 
+// A parameter without data is a Linear weight released for a packed kernel (nn/linear.h): reading or moving it
+// would silently skip it, so the operations that need every parameter say so instead.
+void check_has_data(const std::string& name, const Variable& p, const char* op) {
+  PT_CHECK(p.data().defined(), "Module::", op, ": parameter ", name, " holds no data: its dense weight was released "
+           "while a packed sparse kernel runs the layer; restore it first (nn::clear_linear_kernels, or "
+           "Linear::restore_dense_weight)");
+}
+
 // Where a freshly created buffer of `owner` should live: beside the owner's parameters.
 Device device_of(const Module& owner) {
   auto params = owner.parameters();
@@ -104,7 +112,10 @@ std::vector<std::pair<std::string, Module*>> Module::named_modules() const {
 
 int64_t Module::num_parameters() const {
   int64_t n = 0;
-  for (auto* p : parameters()) n += p->data().numel();
+  for (auto& [name, p] : named_parameters()) {
+    check_has_data(name, *p, "num_parameters");
+    n += p->data().numel();
+  }
   return n;
 }
 
@@ -116,6 +127,7 @@ void Module::train(bool on) {
 }
 
 void Module::to(Device device) {
+  for (auto& [name, p] : named_parameters()) check_has_data(name, *p, "to");
   for (auto* p : parameters()) {
     Tensor g = p->grad();
     p->data() = p->data().to(device);
@@ -126,6 +138,7 @@ void Module::to(Device device) {
 
 void Module::to(DType dtype) {
   PT_CHECK(is_floating(dtype), "Module::to: parameters can only become a floating dtype, not ", dtype_name(dtype));
+  for (auto& [name, p] : named_parameters()) check_has_data(name, *p, "to");
   for (auto* p : parameters()) {
     Tensor g = p->grad();
     p->data() = p->data().to(dtype);
@@ -143,7 +156,10 @@ void Module::zero_grad() {
 
 std::map<std::string, Tensor> Module::state_dict() const {
   std::map<std::string, Tensor> out;
-  for (auto& [n, p] : named_parameters()) out.emplace(n, p->data());
+  for (auto& [n, p] : named_parameters()) {
+    check_has_data(n, *p, "state_dict");
+    out.emplace(n, p->data());
+  }
   for (auto& [n, b] : named_buffers()) out.emplace(n, *b);
   return out;
 }
@@ -170,7 +186,10 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& tensors, bool 
     PT_CHECK(dtype_compatible(dst.dtype(), src.dtype()), "load_state_dict: tensor ", name, ": expected dtype ",
              dtype_name(dst.dtype()), " but found ", dtype_name(src.dtype()));
   };
-  for (auto& [n, p] : params) check(n, p->data(), false);
+  for (auto& [n, p] : params) {
+    check_has_data(n, *p, "load_state_dict");
+    check(n, p->data(), false);
+  }
   for (auto& b : buffers) check(b.name, *b.tensor, !b.tensor->defined());
   if (strict)
     for (auto& [n, _] : tensors) PT_CHECK(known.count(n), "load_state_dict: unexpected tensor ", n);

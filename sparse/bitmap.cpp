@@ -4,6 +4,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "sparse/cpu_sparse_rows.h"
 #include "sparse/sparse_cuda.h"
 #include "tensor/ops.h"
 
@@ -11,26 +12,17 @@ namespace pt::sparse {
 
 namespace {
 
-// The reference: each output row walks its words' set bits once per token; f64 accumulation.
-template <class T>
-void bitmap_linear_cpu(const T* x, T* y, const uint32_t* words, const int32_t* offsets, const T* values, const T* bias,
-                       int64_t tokens, int64_t in, int64_t out, int64_t words_per_row) {
-#pragma omp parallel for schedule(static)
-  for (int64_t o = 0; o < out; ++o) {
-    for (int64_t t = 0; t < tokens; ++t) {
-      const T* xt = x + t * in;
-      double acc = bias ? double(bias[o]) : 0.0;
-      for (int64_t w = 0; w < words_per_row; ++w) {
-        uint32_t bits = words[o * words_per_row + w];
-        int32_t k = offsets[o * words_per_row + w];
-        while (bits) {
-          const int b = std::countr_zero(bits);
-          bits &= bits - 1;
-          acc += double(values[k++]) * double(xt[w * kBitmapWordBits + b]);
-        }
-      }
-      y[t * out + o] = T(acc);
-    }
+// Row o's kept weights: the set bits of its words in order, the values consecutive from the row's first offset.
+// Two words at a time, so the loop over set bits ends (and mispredicts) half as often.
+template <class T, class Add>
+void walk_bitmap_row(const uint32_t* words, const int32_t* offsets, const T* values, int64_t words_per_row,
+                     int64_t o, Add&& add) {
+  const uint32_t* row = words + o * words_per_row;
+  const T* v = values + offsets[o * words_per_row];
+  for (int64_t w = 0; w < words_per_row; w += 2) {
+    uint64_t bits = row[w];
+    if (w + 1 < words_per_row) bits |= uint64_t(row[w + 1]) << 32;
+    for (; bits; bits &= bits - 1) add(w * kBitmapWordBits + std::countr_zero(bits), *v++);
   }
 }
 
@@ -87,8 +79,13 @@ Tensor BitmapWeight::forward(const Tensor& x, const Tensor& bias) const {
   return packed_linear_forward(
       *this, values.dtype(), x, bias, "bitmap_linear",
       [&](const auto* x2, auto* y, const auto* b, int64_t tokens) {
-        bitmap_linear_cpu(x2, y, reinterpret_cast<const uint32_t*>(words.data<int32_t>()), offsets.data<int32_t>(),
-                          values.data<std::remove_cvref_t<decltype(*x2)>>(), b, tokens, in_, out_, words_per_row());
+        const auto* w = reinterpret_cast<const uint32_t*>(words.data<int32_t>());
+        const int32_t* off = offsets.data<int32_t>();
+        const auto* vals = values.data<std::remove_cvref_t<decltype(*x2)>>();
+        const int64_t wpr = words_per_row();
+        cpu::sparse_rows_forward(x2, y, b, tokens, in_, out_, [&](int64_t o, auto&& add) {
+          walk_bitmap_row(w, off, vals, wpr, o, add);
+        });
       },
       [&](const Tensor& y, const Tensor& x2, const Tensor& b) {
 #if PT_CUDA

@@ -3,29 +3,11 @@
 #include <limits>
 #include <type_traits>
 
+#include "sparse/cpu_sparse_rows.h"
 #include "sparse/sparse_cuda.h"
 #include "tensor/ops.h"
 
 namespace pt::sparse {
-
-namespace {
-
-// The reference: each output row walks its kept weights once per token; f64 accumulation.
-template <class T>
-void csr_linear_cpu(const T* x, T* y, const int32_t* offsets, const int32_t* cols, const T* values, const T* bias,
-                    int64_t tokens, int64_t in, int64_t out) {
-#pragma omp parallel for schedule(static)
-  for (int64_t o = 0; o < out; ++o) {
-    for (int64_t t = 0; t < tokens; ++t) {
-      const T* xt = x + t * in;
-      double acc = bias ? double(bias[o]) : 0.0;
-      for (int32_t k = offsets[o]; k < offsets[o + 1]; ++k) acc += double(values[k]) * double(xt[cols[k]]);
-      y[t * out + o] = T(acc);
-    }
-  }
-}
-
-}  // namespace
 
 CsrWeight::CsrWeight(const Tensor& weight, const Tensor& keep, DType dtype) {
   const HostWeight h = host_weight(weight, keep, "CsrWeight");
@@ -67,8 +49,12 @@ Tensor CsrWeight::forward(const Tensor& x, const Tensor& bias) const {
   return packed_linear_forward(
       *this, values.dtype(), x, bias, "csr_linear",
       [&](const auto* x2, auto* y, const auto* b, int64_t tokens) {
-        csr_linear_cpu(x2, y, row_offsets.data<int32_t>(), col_indices.data<int32_t>(),
-                       values.data<std::remove_cvref_t<decltype(*x2)>>(), b, tokens, in_, out_);
+        const int32_t* offsets = row_offsets.data<int32_t>();
+        const int32_t* cols = col_indices.data<int32_t>();
+        const auto* vals = values.data<std::remove_cvref_t<decltype(*x2)>>();
+        cpu::sparse_rows_forward(x2, y, b, tokens, in_, out_, [&](int64_t o, auto&& add) {
+          for (int32_t k = offsets[o]; k < offsets[o + 1]; ++k) add(cols[k], vals[k]);
+        });
       },
       [&](const Tensor& y, const Tensor& x2, const Tensor& b) {
 #if PT_CUDA

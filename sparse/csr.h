@@ -2,8 +2,8 @@
 // values[row_offsets[o] .. row_offsets[o+1]) at input columns col_indices[...], ascending. Indices are i32
 // (cuSPARSE's 32-bit index type), so a weight may hold at most 2^31 - 1 kept entries.
 //
-// forward: y[t, o] = b[o] + Σ_k values[k] · x[t, col_indices[k]]. CPU: one pass over the kept weights per
-// output row (rows in parallel). CUDA: cuSPARSE SpMM, Yᵀ = W·Xᵀ with X and Y read/written in place as
+// forward: y[t, o] = b[o] + Σ_k values[k] · x[t, col_indices[k]]. CPU (sparse/cpu_sparse_rows.h): each row
+// walks its kept weights once per block of up to 16 tokens (rows in parallel). CUDA: cuSPARSE SpMM, Yᵀ = W·Xᵀ with X and Y read/written in place as
 // column-major matrices (X row-major [tokens, in] is Xᵀ column-major), bias pre-filled into Y (beta = 1);
 // descriptors, workspace and SpMM preprocessing are made once per weight and token count.
 #pragma once

@@ -4,22 +4,23 @@
 // inference it may also hold a *packed* copy of W in one of the formats below; the forward then runs that
 // format's kernel, y = x·Wᵀ + b, instead of the dense product:
 //
-//   kernel   format (file)                              CPU reference        CUDA
+//   kernel   format (file)                              CPU                  CUDA
 //   dense    the weight itself                          BLAS                 cuBLAS
 //   masked   W and its mask, W⊙M formed each call       apply_mask + BLAS    apply_mask + cuBLAS
 //            (what torch.nn.utils.prune does)
-//   csr      CSR: row offsets, column indices, values   loop over rows       cuSPARSE SpMM
-//            (sparse/csr.h)
-//   bitmap   per row, one 32-bit mask word per 32       loop over set bits   own kernels: a warp per row for
-//            columns + the kept values (sparse/bitmap.h)                     decode, "load sparse, expand in
-//                                                                            shared memory, multiply dense on
+//   csr      CSR: row offsets, column indices, values   row walks over       cuSPARSE SpMM
+//            (sparse/csr.h)                             token blocks
+//   bitmap   per row, one 32-bit mask word per 32       row walks over       own kernels: a warp per row for
+//            columns + the kept values                  token blocks         decode, "load sparse, expand in
+//            (sparse/bitmap.h)                                               shared memory, multiply dense on
 //                                                                            tensor cores" for prefill
-//   2of4     2:4 compressed: the 2 kept values of       loop over groups     own kernel on sparse tensor cores
-//            every 4 inputs + 2-bit indices                                  (mma.sp, sm_80+)
+//   2of4     2:4 compressed: the 2 kept values of       row walks over       own kernel on sparse tensor cores
+//            every 4 inputs + 2-bit indices             token blocks         (mma.sp, sm_80+)
 //            (sparse/two_four.h)
 //   auto     the fastest of the above for the layer, measured when packing (sparse/auto_kernel.h)
 //
-// Every format is built from the layer's keep-mask (not from W != 0), so a kept weight that happens to be 0
+// The CPU row walks (sparse/cpu_sparse_rows.h) take up to 16 tokens per walk of a row's indices, SIMD across the
+// tokens. Every format is built from the layer's keep-mask (not from W != 0), so a kept weight that happens to be 0
 // is still stored, and every kernel computes exactly the masked-dense product up to summation order.
 // Values are stored in a compute dtype chosen at packing (default_packed_dtype): the weight's dtype on the CPU;
 // on CUDA bf16 for the tensor-core formats when the model is f32. Inputs are converted to that dtype, products

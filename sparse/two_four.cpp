@@ -1,7 +1,9 @@
 #include "sparse/two_four.h"
 
+#include <algorithm>
 #include <type_traits>
 
+#include "sparse/cpu_sparse_rows.h"
 #include "sparse/sparse_cuda.h"
 #include "tensor/ops.h"
 
@@ -15,22 +17,17 @@ inline int meta_nibble(const uint32_t* meta, int64_t words_per_row, int64_t o, i
   return int((meta[o * words_per_row + g / kGroupsPerWord] >> (4 * (g % kGroupsPerWord))) & 0xF);
 }
 
-// The reference: two products per group of 4 inputs; f64 accumulation.
-template <class T>
-void two_four_linear_cpu(const T* x, T* y, const T* values, const uint32_t* meta, const T* bias, int64_t tokens,
-                         int64_t in, int64_t out) {
+// Row o's two stored values per group of 4 inputs (padding zeros included), a metadata word (8 groups) at a time.
+template <class T, class Add>
+void walk_two_four_row(const uint32_t* meta, const T* values, int64_t in, int64_t o, Add&& add) {
   const int64_t groups = in / 4, wpr = (in + 31) / 32;
-#pragma omp parallel for schedule(static)
-  for (int64_t o = 0; o < out; ++o) {
-    const T* v = values + o * (in / 2);
-    for (int64_t t = 0; t < tokens; ++t) {
-      const T* xt = x + t * in;
-      double acc = bias ? double(bias[o]) : 0.0;
-      for (int64_t g = 0; g < groups; ++g) {
-        const int nib = meta_nibble(meta, wpr, o, g);
-        acc += double(v[2 * g]) * double(xt[4 * g + (nib & 3)]) + double(v[2 * g + 1]) * double(xt[4 * g + (nib >> 2)]);
-      }
-      y[t * out + o] = T(acc);
+  const T* v = values + o * (in / 2);
+  for (int64_t w = 0; w < wpr; ++w) {
+    uint32_t m = meta[o * wpr + w];
+    const int64_t g0 = w * kGroupsPerWord, g1 = std::min(groups, g0 + kGroupsPerWord);
+    for (int64_t g = g0; g < g1; ++g, m >>= 4, v += 2) {
+      add(4 * g + (m & 3), v[0]);
+      add(4 * g + ((m >> 2) & 3), v[1]);
     }
   }
 }
@@ -87,8 +84,9 @@ Tensor TwoFourWeight::to_dense() const {
   for (int64_t o = 0; o < out_; ++o)
     for (int64_t g = 0; g < groups; ++g) {
       const int nib = meta_nibble(m, wpr, o, g);
-      dense[size_t(o * in_ + 4 * g + (nib & 3))] += val.data<double>()[o * groups * 2 + 2 * g];
-      dense[size_t(o * in_ + 4 * g + (nib >> 2))] += val.data<double>()[o * groups * 2 + 2 * g + 1];
+      // The two columns differ, so each is written once (= keeps a stored -0.0 as it is).
+      dense[size_t(o * in_ + 4 * g + (nib & 3))] = val.data<double>()[o * groups * 2 + 2 * g];
+      dense[size_t(o * in_ + 4 * g + (nib >> 2))] = val.data<double>()[o * groups * 2 + 2 * g + 1];
     }
   return Tensor::from_vector(dense, {out_, in_}).to(device_, values.dtype());
 }
@@ -97,8 +95,11 @@ Tensor TwoFourWeight::forward(const Tensor& x, const Tensor& bias) const {
   return packed_linear_forward(
       *this, values.dtype(), x, bias, "two_four_linear",
       [&](const auto* x2, auto* y, const auto* b, int64_t tokens) {
-        two_four_linear_cpu(x2, y, values.data<std::remove_cvref_t<decltype(*x2)>>(),
-                            reinterpret_cast<const uint32_t*>(meta.data<int32_t>()), b, tokens, in_, out_);
+        const auto* m = reinterpret_cast<const uint32_t*>(meta.data<int32_t>());
+        const auto* vals = values.data<std::remove_cvref_t<decltype(*x2)>>();
+        cpu::sparse_rows_forward(x2, y, b, tokens, in_, out_, [&](int64_t o, auto&& add) {
+          walk_two_four_row(m, vals, in_, o, add);
+        });
       },
       [&](const Tensor& y, const Tensor& x2, const Tensor& b) {
 #if PT_CUDA

@@ -26,7 +26,7 @@ struct AllocatorStats {
 
 void* allocate(size_t nbytes);
 void deallocate(void* ptr);
-void empty_cache();                      // give every cached block back to the system
+void empty_cache();                      // give every cached block (and glibc's free heap pages) back to the system
 void set_cache_limit(size_t bytes);      // 0: no caching; releases cached blocks over the new limit
 AllocatorStats allocator_stats();
 

@@ -175,6 +175,36 @@ TEST(SparseLinearCpu, EveryKernelEqualsTheMaskedDenseProduct) {
   }
 }
 
+// The CPU kernels take tokens in blocks of 16, 8, 4 or 1 (sparse/cpu_sparse_rows.h): token counts on and around
+// the block sizes, shapes whose inputs leave a partial bitmap word or 2:4 metadata word, an odd number of bitmap
+// words, a long row (f32 sums over ~1000 products), without bias, in f32 and f64.
+TEST(SparseLinearCpu, EveryKernelEqualsTheMaskedDenseProductAtEveryTokenBlockSize) {
+  struct Shape2 { int64_t out, in; };
+  for (const Shape2 s : {Shape2{37, 45}, Shape2{5, 100}, Shape2{19, 36}, Shape2{70, 2052}}) {
+    for (const int64_t tokens : {1, 2, 3, 4, 5, 8, 9, 16, 17, 31, 128}) {
+      if (s.in > 1000 && tokens != 17) continue;  // the long rows once, at a token count with a remainder
+      const uint64_t seed = uint64_t(s.out * 1000 + s.in + tokens);
+      const Tensor w = random_tensor({s.out, s.in}, seed);
+      const Tensor bias = tokens % 2 ? random_tensor({s.out}, seed + 1) : Tensor();
+      const Tensor x = random_tensor({tokens, s.in}, seed + 2);
+      const Tensor unstructured = random_mask(s.out, s.in, tokens % 3 ? 0.5 : 0.9, seed + 3);
+      const Tensor ref = masked_dense_reference(x, w, unstructured, bias);
+      for (const LinearKernel k : {LinearKernel::csr, LinearKernel::bitmap}) {
+        EXPECT_LT(relative_error(pack(k, w, unstructured, DType::f32)->forward(x, bias), ref), 1e-5)
+            << sparse::linear_kernel_name(k) << " " << s.out << "x" << s.in << ", " << tokens << " tokens";
+        EXPECT_LT(relative_error(pack(k, w.to(DType::f64), unstructured, DType::f64)->forward(x.to(DType::f64), bias),
+                                 ref), 1e-12)
+            << sparse::linear_kernel_name(k) << " f64 " << s.out << "x" << s.in << ", " << tokens << " tokens";
+      }
+      if (s.in % 4 != 0) continue;  // 2:4 needs whole groups of 4 inputs
+      const Tensor two_four = random_two_four_mask(s.out, s.in, seed + 4);
+      EXPECT_LT(relative_error(pack(LinearKernel::two_four, w, two_four, DType::f32)->forward(x, bias),
+                               masked_dense_reference(x, w, two_four, bias)), 1e-5)
+          << "2of4 " << s.out << "x" << s.in << ", " << tokens << " tokens";
+    }
+  }
+}
+
 TEST(SparseLinearCpu, TwoFourKernelEqualsTheMaskedDenseProduct) {
   for (const int64_t tokens : {1, 6, 40}) {
     const Tensor w = random_tensor({48, 128}, 7 + tokens);

@@ -199,10 +199,13 @@ double StageRunner::evaluate(StageRecord& rec) {
   po.batch_size = ctx_.eval.batch;
   po.max_windows = ctx_.eval.windows;
   po.show_progress = ctx_.show_progress;
-  // Pruned layers run on the configured kernel for the evaluation only (training needs the dense weights).
+  // Pruned layers run on the configured kernel for the evaluation only: their dense weights are released while it
+  // runs and restored, bit for bit, when the kernels are cleared (training and checkpoints need them).
   const auto layers = model_->linear_layers();
   const std::string kernel = sparse::linear_kernel_name(ctx_.linear_kernel.kernel);
-  const nn::LinearKernelReport packed = nn::use_linear_kernel(layers, ctx_.linear_kernel);
+  nn::LinearKernelOptions eval_kernel = ctx_.linear_kernel;
+  eval_kernel.release_dense = true;
+  const nn::LinearKernelReport packed = nn::use_linear_kernel(layers, eval_kernel);
   if (ctx_.linear_kernel.kernel != sparse::LinearKernel::dense) ctx_.log->line("  eval: " + packed.summary(kernel));
   opt::PerplexityResult r;
   try {
