@@ -3,7 +3,7 @@
 # Called by `make deps` (and so by `make` and `make test`).
 set -euo pipefail
 packages=(cmake pkg-config g++ make
-          libopenblas-dev liblapacke-dev      # CPU BLAS / LAPACK
+          libopenblas-openmp-dev liblapacke-dev  # CPU BLAS / LAPACK (OpenBLAS on OpenMP threads)
           libgtest-dev libbenchmark-dev       # tests, benchmarks
           libhdf5-dev hdf5-tools              # checkpoints (+ h5dump)
           libinih-dev libcli11-dev            # INI configs, command line

@@ -75,7 +75,7 @@ class SparseGptMatrixCase : public MatrixCase {
     const int64_t cols = param_int(p, "cols");
     HessianAccumulator acc(cols, dev);
     acc.add_batch(normal({p.value("calib_tokens", 2 * cols), cols}, 1, dev), 1);
-    H_ = acc.H;
+    H_ = acc.H();
     options_.blocksize = p.value("blocksize", int64_t(128));
     options_.kernel = kernel_;
   }
