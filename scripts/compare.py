@@ -10,8 +10,12 @@ is project / PyTorch on the minimums. A row whose setup or run fails on either s
 (the loss of the same-shaped random model, the measured sparsity, pruned weights that moved), is a failed
 row, and the exit status is 1.
 
+--project-only runs the project's side alone, for a machine without PyTorch (the GPU kit falls back to it when
+`import torch` fails): the same rows and rounds, times without ratios, checks not compared, nothing of PyTorch
+imported or started.
+
   python3 scripts/compare.py [--device cpu|cuda] [--quick] [--threads N] [--rounds N] [--only SUBSTRING]
-                             [--build DIR] [--out DIR] [--require-goals]
+                             [--build DIR] [--out DIR] [--require-goals | --project-only]
 
 Results: a table on stdout, and results.json + results.md under bench/results/compare-<device>-<date>/
 (--quick: <build>/compare-quick/ unless --out is given).
@@ -122,7 +126,8 @@ def summarize(runs, key):
 
 
 def run_row(row, sides, rounds_override, device):
-    """Sets the row up on both sides, runs the interleaved rounds, returns the row's result dict."""
+    """Sets the row up on each side (both, or the project's alone), runs the interleaved rounds, returns the
+    row's result dict."""
     res = {"name": row["name"], "kind": row["kind"], "params": row["params"], "iters": row["iters"],
            "goal": row.get("goal", 1.0), "status": "ok", "errors": [], "sides": {}}
     for side in sides:
@@ -146,15 +151,18 @@ def run_row(row, sides, rounds_override, device):
     if res["errors"]:
         res["status"] = "failed"
         return res
+    keys = ["wall_s", "cpu_s"] + (["gpu_s"] if device == "cuda" else [])
+    for s in res["sides"].values():
+        for k in keys:
+            s[f"min_{k}"], s[f"median_{k}"] = summarize(s["runs"], k)
+    if len(sides) == 1:  # --project-only: the times, nothing to compare them with
+        res["verdict"] = "project only"
+        return res
     project, torch_side = (res["sides"][s.name] for s in sides)
     problems = compare_checks(project["runs"][-1].get("check", {}), torch_side["runs"][-1].get("check", {}))
     if problems:
         res["status"] = "failed"
         res["errors"] += ["checks disagree: " + "; ".join(problems)]
-    keys = ["wall_s", "cpu_s"] + (["gpu_s"] if device == "cuda" else [])
-    for s in (project, torch_side):
-        for k in keys:
-            s[f"min_{k}"], s[f"median_{k}"] = summarize(s["runs"], k)
     for k in keys:
         if project[f"min_{k}"] and torch_side[f"min_{k}"]:
             res[f"ratio_{k}"] = project[f"min_{k}"] / torch_side[f"min_{k}"]
@@ -180,6 +188,20 @@ def fmt_s(x):
     if x is None:
         return "-"
     return f"{x * 1e3:.3g} ms" if x < 1 else f"{x:.3g} s"
+
+
+def project_only_table(results, device):
+    head = ["row", "project min / median wall", "project min / median CPU s"] + (
+        ["project min / median GPU s"] if device == "cuda" else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        if r["status"] != "ok":
+            lines.append(f"| {r['name']} | FAILED: {'; '.join(r['errors'])[:160]} |" + " |" * (len(head) - 2))
+            continue
+        p = r["sides"]["project"]
+        lines.append("| " + " | ".join([r["name"]] + [f"{fmt_s(p['min_' + k])} / {fmt_s(p['median_' + k])}"
+                                                      for k in ("wall_s", "cpu_s", "gpu_s")[:len(head) - 1]]) + " |")
+    return "\n".join(lines)
 
 
 def table(results, device, peak):
@@ -240,7 +262,11 @@ def main():
     ap.add_argument("--out", default="", help="results folder")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds one request may take")
     ap.add_argument("--require-goals", action="store_true", help="exit 1 when a row misses its goal too")
+    ap.add_argument("--project-only", action="store_true",
+                    help="run the project's side alone (no PyTorch): times without ratios")
     args = ap.parse_args()
+    if args.project_only and args.require_goals:
+        ap.error("--require-goals needs the PyTorch side; it cannot go with --project-only")
 
     threads = args.threads or (os.cpu_count() or 1)
     build = args.build if os.path.isabs(args.build) else os.path.join(ROOT, args.build)
@@ -254,9 +280,10 @@ def main():
                MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
                TRANSFORMERS_VERBOSITY="error", PYTHONWARNINGS="ignore")
     project = Worker("project", [binary, "--device", args.device, "--threads", str(threads)], env, args.timeout)
-    pytorch = Worker("pytorch", [sys.executable, os.path.join(ROOT, "bench", "reference", "worker.py"),
-                                 "--device", args.device, "--threads", str(threads)], env, args.timeout)
-    sides = [project, pytorch]
+    sides = [project]
+    if not args.project_only:
+        sides.append(Worker("pytorch", [sys.executable, os.path.join(ROOT, "bench", "reference", "worker.py"),
+                                        "--device", args.device, "--threads", str(threads)], env, args.timeout))
     hello = {s.name: s.request({"op": "hello"}, timeout=300) for s in sides}
     for name, h in hello.items():
         if not h.get("ok"):
@@ -282,17 +309,22 @@ def main():
     def write_results():  # after every row, so an interrupted run keeps what it measured
         meta = {"date": date, "device": args.device, "device_name": device_name, "threads_per_side": threads,
                 "quick": args.quick, "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
-                "machine": machine, "pytorch": hello["pytorch"].get("version"),
+                "machine": machine, "pytorch": hello["pytorch"].get("version") if "pytorch" in hello else None,
+                "project_only": args.project_only,
                 "load_average_before": load_before, "load_average_after": os.getloadavg(),
                 "seconds": round(time.time() - started, 1), "rows_done": len(results), "rows_planned": len(rows)}
-        text = table(results, args.device, peak)
-        header = (f"# make compare --device {args.device}{' --quick' if args.quick else ''}\n\n"
-                  f"{meta['date']}, {device_name}, {threads} threads per side, PyTorch {meta['pytorch']}, "
+        text = project_only_table(results, args.device) if args.project_only else table(results, args.device, peak)
+        flags = (" --quick" if args.quick else "") + (" --project-only" if args.project_only else "")
+        versus = "the project alone (no PyTorch side)" if args.project_only else f"PyTorch {meta['pytorch']}"
+        header = (f"# make compare --device {args.device}{flags}\n\n"
+                  f"{meta['date']}, {device_name}, {threads} threads per side, {versus}, "
                   f"commit {machine.get('commit', '?')}; load average {load_before[0]:.2f} before, "
                   f"{meta['load_average_after'][0]:.2f} after; {meta['seconds']:.0f} s; "
                   f"{len(results)} of {len(rows)} rows.\n"
-                  "Times are per iteration of the timed loop (min / median over interleaved rounds); ratios are "
-                  "project / PyTorch of the minimums.\n\n")
+                  + ("Times are per iteration of the timed loop (min / median over the rounds).\n\n"
+                     if args.project_only else
+                     "Times are per iteration of the timed loop (min / median over interleaved rounds); ratios are "
+                     "project / PyTorch of the minimums.\n\n"))
         for path, body in (("results.md", header + text + "\n"),
                            ("results.json", json.dumps({"meta": meta, "rows": results}, indent=1) + "\n")):
             tmp = os.path.join(out, path + ".tmp")
@@ -305,7 +337,9 @@ def main():
         print(f"compare: {row['name']} ...", file=sys.stderr, flush=True)
         results.append(run_row(row, sides, args.rounds, args.device))
         r = results[-1]
-        if r["status"] == "ok":
+        if r["status"] == "ok" and args.project_only:
+            print(f"  wall {fmt_s(r['sides']['project']['min_wall_s'])} (min)", file=sys.stderr, flush=True)
+        elif r["status"] == "ok":
             print(f"  wall {r.get('ratio_wall_s', 0):.2f}x, CPU {r.get('ratio_cpu_s', 0):.2f}x: {r['verdict']}",
                   file=sys.stderr, flush=True)
         else:
@@ -316,8 +350,8 @@ def main():
 
     header, text = write_results()
     failed = [r["name"] for r in results if r["status"] != "ok"]
-    missed = [r["name"] for r in results if r["status"] == "ok" and not r["verdict"].startswith(("meets", "faster",
-                                                                                                   "on par"))]
+    missed = [r["name"] for r in results if r["status"] == "ok" and not r["verdict"].startswith(
+        ("meets", "faster", "on par", "project only"))]
     print(header + text)
     print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed"
           + (f"; slower than the goal: {', '.join(missed)}" if missed else "") + f"  (results in {out})")

@@ -43,14 +43,19 @@ stage_benchmarks() {
   return $failed
 }
 
-# Side by side with PyTorch (scripts/compare.py): full shapes on the GPU, --quick on the CPU.
+# Side by side with PyTorch (scripts/compare.py): full shapes on the GPU, --quick on the CPU. Where PyTorch cannot
+# be imported (a GPU machine without it), the project's side alone (--project-only): times, no ratios.
 stage_compare() {
   local out="$logs/c"
   mkdir -p "$out"
   [ -f scripts/compare.py ] || { echo "scripts/compare.py is not in this tree"; return 1; }
-  local size=()
-  [ "$gpu" = 1 ] || size=(--quick)
-  python3 scripts/compare.py --device "$device" "${size[@]}" --threads "$(nproc)" --build "$bin" --out "$out"
+  local args=()
+  [ "$gpu" = 1 ] || args=(--quick)
+  if ! python3 -c 'import torch' 2>/dev/null; then
+    echo "PyTorch is not importable here: the project's side alone (compare.py --project-only)"
+    args+=(--project-only)
+  fi
+  python3 scripts/compare.py --device "$device" "${args[@]}" --threads "$(nproc)" --build "$bin" --out "$out"
 }
 
 # train_prune end to end: an OPT-1.3B-shaped random model on the GPU; a tiny one on the CPU.

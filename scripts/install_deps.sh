@@ -8,7 +8,7 @@ if [ "${1:-}" = "--fuzz" ]; then
 else
   packages=(cmake pkg-config g++ make
             python3                             # scripts/: make data fetches and checks the data files
-            libopenblas-dev liblapacke-dev      # CPU BLAS / LAPACK
+            libopenblas-openmp-dev liblapacke-dev  # CPU BLAS / LAPACK (OpenBLAS on OpenMP threads)
             libgtest-dev libbenchmark-dev       # tests, benchmarks
             libhdf5-dev hdf5-tools              # checkpoints (+ h5dump)
             libinih-dev libcli11-dev            # INI configs, command line

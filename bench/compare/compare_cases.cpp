@@ -22,8 +22,6 @@
 #include "tensor/cuda/cuda_context.h"
 #endif
 
-extern "C" void openblas_set_num_threads(int);
-
 namespace pt::comparison {
 
 int64_t param_int(const json& p, const char* key) {
@@ -159,10 +157,7 @@ int main(int argc, char** argv) {
   }
   try {
     const pt::Device dev = pt::parse_device(device);
-    if (threads > 0) {
-      omp_set_num_threads(threads);
-      openblas_set_num_threads(threads);
-    }
+    if (threads > 0) omp_set_num_threads(threads);  // BLAS too: the build's OpenBLAS runs on OpenMP's threads
     PT_CHECK(dev != pt::Device::cuda || pt::cuda_is_available(), "compare_cases: --device cuda but no usable GPU");
     return pt::comparison::serve(dev, threads > 0 ? threads : omp_get_max_threads());
   } catch (const std::exception& e) {

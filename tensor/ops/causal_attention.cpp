@@ -22,7 +22,8 @@ void gemm(bool tb, int m, int n, int k, const double* a, int lda, const double* 
   cblas_dgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
 }
 
-// One head's queries, block by block, in the calling thread (BLAS must be single-threaded here).
+// One head's queries, block by block, in the calling thread: the build's OpenBLAS is the OpenMP one, whose calls
+// made inside a parallel region (the loop over heads below) run in the calling thread.
 template <class T>
 void attention_head(const T* qh, const T* kh, const T* vh, T* oh, T* scores, int64_t Tq, int64_t Tk, int64_t D,
                     int64_t ldo) {
@@ -40,14 +41,6 @@ void attention_head(const T* qh, const T* kh, const T* vh, T* oh, T* scores, int
     gemm(false, int(rows), int(D), int(keys), scores, int(keys), vh, int(D), oh + i0 * ldo, int(ldo));
   }
 }
-
-// OpenBLAS keeps its own thread pool beside OpenMP's; switching between the two hundreds of times per layer
-// leaves both spinning on two cores. So: one OpenMP region over the heads, BLAS single-threaded inside it.
-struct SingleThreadedBlas {
-  int saved = openblas_get_num_threads();
-  SingleThreadedBlas() { openblas_set_num_threads(1); }
-  ~SingleThreadedBlas() { openblas_set_num_threads(saved); }
-};
 
 }  // namespace
 
@@ -67,7 +60,6 @@ Tensor causal_attention_cpu(const Tensor& q, const Tensor& k, const Tensor& v) {
   if (out.numel() == 0) return out;
   const int64_t block = std::min(kQueryBlock, Tq), threads = omp_get_max_threads();
   Tensor scores = Tensor::empty({threads, block, std::max<int64_t>(Tk, 1)}, q.dtype(), Device::cpu);
-  SingleThreadedBlas serial_blas;
   dispatch_cpu_float(q.dtype(), op, [&]<class T>() {
     const T *pq = q.data<T>(), *pk = k.data<T>(), *pv = v.data<T>();
     T* po = out.data<T>();

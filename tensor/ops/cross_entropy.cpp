@@ -3,7 +3,8 @@
 //   loss_r = lse_r - logits[r, t_r] for rows with t_r != ignore_index; lse_r = log sum_j exp(logits[r, j])
 //   mean: sum_r loss_r / count (0 when count == 0), sum: sum_r loss_r
 //   d logits[r, j] = scale * (exp(logits[r, j] - lse_r) - [j == t_r]), scale = grad / count (mean) or grad
-// and ignored rows get a zero gradient. The CPU takes exponentials in the input type and sums in double.
+// and ignored rows get a zero gradient. The CPU takes exponentials in the input type (f32: exp_rows' vectorised
+// ones) and sums in double.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -14,6 +15,8 @@
 #include "tensor/ops/checks.h"
 #include "tensor/ops/cpu_loops.h"
 #include "tensor/ops/dispatch.h"
+#include "tensor/ops/exp_rows.h"
+#include "tensor/ops/softmax_row.h"
 #if PT_CUDA
 #include "tensor/ops/cuda_ops.h"
 #endif
@@ -50,11 +53,7 @@ double cpu_cross_entropy(const T* x, const int64_t* t, S* lse, int64_t n, int64_
 #pragma omp parallel for schedule(static) if (n * v >= cpu::kParallelMinElements)
   for (int64_t r = 0; r < n; ++r) {
     const T* xr = x + r * v;
-    T m = -std::numeric_limits<T>::infinity();
-    for (int64_t j = 0; j < v; ++j) m = std::max(m, xr[j]);
-    double s = 0;
-    for (int64_t j = 0; j < v; ++j) s += double(std::exp(xr[j] - m));
-    const double l = double(m) + std::log(s);
+    const double l = cpu::log_sum_exp_row(xr, v);
     lse[r] = S(l);
     if (t[r] != ignore_index) row_loss[size_t(r)] = l - double(xr[t[r]]);
   }
@@ -81,7 +80,8 @@ void cpu_cross_entropy_backward(const T* x, const int64_t* t, const S* lse, T* d
     }
     const double l = double(lse[r]);
     const T lt = T(l), sc = T(scale);
-    for (int64_t j = 0; j < v; ++j) dr[j] = sc * std::exp(xr[j] - lt);
+    if constexpr (std::is_same_v<T, float>) cpu::exp_shifted_scaled(xr, dr, v, lt, sc);
+    else for (int64_t j = 0; j < v; ++j) dr[j] = sc * std::exp(xr[j] - lt);
     dr[t[r]] -= sc;
   }
 }

@@ -13,33 +13,33 @@ namespace pt {
 
 namespace {
 
-template <class T> T binary_scalar(T a, T b, BinaryOp op) {
+// Runs run(f) with f the scalar function of `op`, a distinct lambda per op, so each op gets its own loop that
+// the compiler can vectorise (a switch inside the loop would be taken per element).
+template <class T, class Run> void with_binary_op(BinaryOp op, Run&& run) {
   switch (op) {
-    case BinaryOp::add: return a + b;
-    case BinaryOp::sub: return a - b;
-    case BinaryOp::mul: return a * b;
-    case BinaryOp::div: return a / b;
-    case BinaryOp::maximum: return (a > b || std::isnan(a)) ? a : b;
-    case BinaryOp::minimum: return (a < b || std::isnan(a)) ? a : b;
+    case BinaryOp::add: return run([](T a, T b) { return a + b; });
+    case BinaryOp::sub: return run([](T a, T b) { return a - b; });
+    case BinaryOp::mul: return run([](T a, T b) { return a * b; });
+    case BinaryOp::div: return run([](T a, T b) { return a / b; });
+    case BinaryOp::maximum: return run([](T a, T b) { return (a > b || std::isnan(a)) ? a : b; });
+    case BinaryOp::minimum: return run([](T a, T b) { return (a < b || std::isnan(a)) ? a : b; });
   }
-  return a;
 }
 
-template <class T> T unary_scalar(T x, UnaryOp op, T s) {
+template <class T, class Run> void with_unary_op(UnaryOp op, T s, Run&& run) {
   switch (op) {
-    case UnaryOp::neg: return -x;
-    case UnaryOp::relu: return x > T(0) ? x : T(0);
-    case UnaryOp::exp: return std::exp(x);
-    case UnaryOp::log: return std::log(x);
-    case UnaryOp::sqrt: return std::sqrt(x);
-    case UnaryOp::rsqrt: return T(1) / std::sqrt(x);
-    case UnaryOp::abs: return std::abs(x);
-    case UnaryOp::square: return x * x;
-    case UnaryOp::add_scalar: return x + s;
-    case UnaryOp::mul_scalar: return x * s;
-    case UnaryOp::pow_scalar: return std::pow(x, s);
+    case UnaryOp::neg: return run([](T x) { return -x; });
+    case UnaryOp::relu: return run([](T x) { return x > T(0) ? x : T(0); });
+    case UnaryOp::exp: return run([](T x) { return std::exp(x); });
+    case UnaryOp::log: return run([](T x) { return std::log(x); });
+    case UnaryOp::sqrt: return run([](T x) { return std::sqrt(x); });
+    case UnaryOp::rsqrt: return run([](T x) { return T(1) / std::sqrt(x); });
+    case UnaryOp::abs: return run([](T x) { return std::abs(x); });
+    case UnaryOp::square: return run([](T x) { return x * x; });
+    case UnaryOp::add_scalar: return run([s](T x) { return x + s; });
+    case UnaryOp::mul_scalar: return run([s](T x) { return x * s; });
+    case UnaryOp::pow_scalar: return run([s](T x) { return std::pow(x, s); });
   }
-  return x;
 }
 
 template <class T> bool compare_scalar_op(T a, T b, CompareOp op) {
@@ -54,7 +54,8 @@ template <class T> bool compare_scalar_op(T a, T b, CompareOp op) {
   return false;
 }
 
-// out[i] = f(a[i], b[i]) over out's shape; a and b broadcast to it. Pointers are storage bases.
+// out[i] = f(a[i], b[i]) over out's shape; a and b broadcast to it. Pointers are storage bases. Large tensors
+// are split over threads (each element is computed alone, so the bits do not depend on the split).
 template <class O, class A, class B, class F>
 void map2_cpu(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
   O* po = static_cast<O*>(out.storage()->data());
@@ -63,8 +64,9 @@ void map2_cpu(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
   if (out.is_contiguous() && a.is_contiguous() && b.is_contiguous() && a.shape() == out.shape() &&
       b.shape() == out.shape()) {
     po += out.offset(); pa += a.offset(); pb += b.offset();
-    const int64_t n = out.numel();
-    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
+    cpu::parallel_ranges(out.numel(), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) po[i] = f(pa[i], pb[i]);
+    });
     return;
   }
   Strides so = out.strides(), sa = cpu::broadcast_strides(a, out.shape()), sb = cpu::broadcast_strides(b, out.shape());
@@ -104,7 +106,7 @@ void binary_(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
            " does not fit the output ", out.describe());
   PT_DISPATCH_CUDA(out, return cuda_ops::binary(out, a, b, op));
   dispatch_cpu_float(a.dtype(), name, [&]<class T>() {
-    map2_cpu<T, T, T>(out, a, b, [op](T x, T y) { return binary_scalar<T>(x, y, op); });
+    with_binary_op<T>(op, [&](auto f) { map2_cpu<T, T, T>(out, a, b, f); });
   });
 }
 
@@ -127,8 +129,7 @@ void unary_(const Tensor& out, const Tensor& x, UnaryOp op, double scalar) {
   PT_CHECK(out.shape() == x.shape(), name, ": output ", out.describe(), " does not match input ", x.describe());
   PT_DISPATCH_CUDA(x, return cuda_ops::unary(out, x, op, scalar));
   dispatch_cpu_float(x.dtype(), name, [&]<class T>() {
-    const T s = T(scalar);
-    map2_cpu<T, T, T>(out, x, x, [op, s](T v, T) { return unary_scalar<T>(v, op, s); });
+    with_unary_op<T>(op, T(scalar), [&](auto f) { map2_cpu<T, T, T>(out, x, x, [f](T v, T) { return f(v); }); });
   });
 }
 
@@ -230,8 +231,10 @@ Tensor dropout_mask(const Shape& shape, double p, Generator& gen, DType dtype, D
   const double scale = 1.0 / (1.0 - p);
   dispatch_cpu_float(dtype, "dropout_mask", [&]<class T>() {
     T* po = out.data<T>();
-    for (int64_t i = 0; i < out.numel(); ++i)
-      po[i] = random_uniform01(gen.seed, off + uint64_t(i)) >= p ? T(scale) : T(0);
+    cpu::parallel_ranges(out.numel(), 8, [&](int64_t begin, int64_t end) {  // counter-based: any split, same bits
+      for (int64_t i = begin; i < end; ++i)
+        po[i] = random_uniform01(gen.seed, off + uint64_t(i)) >= p ? T(scale) : T(0);
+    });
   });
   return out;
 }

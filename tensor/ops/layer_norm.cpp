@@ -7,6 +7,7 @@
 
 #include "tensor/ops.h"
 #include "tensor/ops/checks.h"
+#include "tensor/ops/cpu_loops.h"
 #include "tensor/ops/dispatch.h"
 #if PT_CUDA
 #include "tensor/ops/cuda_ops.h"
@@ -35,51 +36,66 @@ void check_x(const char* op, const Tensor& x) {
 template <class T, class S>
 void cpu_layer_norm(const T* x, const T* w, const T* b, T* y, S* mean, S* rstd, int64_t rows, int64_t c,
                     double eps) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * c;
-    T* yr = y + r * c;
-    double m = 0;
-    for (int64_t j = 0; j < c; ++j) m += double(xr[j]);
-    m /= double(c);
-    double var = 0;  // two passes: no cancellation when |mean| >> std
-    for (int64_t j = 0; j < c; ++j) var += (double(xr[j]) - m) * (double(xr[j]) - m);
-    var /= double(c);
-    const double rs = 1.0 / std::sqrt(var + eps);
-    for (int64_t j = 0; j < c; ++j) yr[j] = T((double(xr[j]) - m) * rs * double(w[j]) + double(b[j]));
-    mean[r] = S(m);
-    rstd[r] = S(rs);
-  }
+  cpu::parallel_ranges(rows, c, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * c;
+      T* yr = y + r * c;
+      double m = 0;
+      for (int64_t j = 0; j < c; ++j) m += double(xr[j]);
+      m /= double(c);
+      double var = 0;  // two passes: no cancellation when |mean| >> std
+      for (int64_t j = 0; j < c; ++j) var += (double(xr[j]) - m) * (double(xr[j]) - m);
+      var /= double(c);
+      const double rs = 1.0 / std::sqrt(var + eps);
+      for (int64_t j = 0; j < c; ++j) yr[j] = T((double(xr[j]) - m) * rs * double(w[j]) + double(b[j]));
+      mean[r] = S(m);
+      rstd[r] = S(rs);
+    }
+  }, 1);
 }
 
 // dx = rstd * (w*dy - mean(w*dy) - xhat * mean(w*dy*xhat)); dweight = sum dy*xhat; dbias = sum dy.
+// Rows in parallel for dx, then column ranges in parallel for dweight/dbias (each sum still in row order).
 template <class T, class S>
 void cpu_layer_norm_backward(const T* dy, const T* x, const T* w, const S* mean, const S* rstd, T* dx, T* dw,
                              T* db, int64_t rows, int64_t c) {
-  std::vector<double> acc_w(size_t(c), 0.0), acc_b(size_t(c), 0.0);
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* dyr = dy + r * c;
-    const T* xr = x + r * c;
-    T* dxr = dx + r * c;
-    const double m = double(mean[r]), rs = double(rstd[r]);
-    double a = 0, bsum = 0;
-    for (int64_t j = 0; j < c; ++j) {
-      const double xhat = (double(xr[j]) - m) * rs, g = double(dyr[j]);
-      a += g * double(w[j]);
-      bsum += g * double(w[j]) * xhat;
-      acc_w[size_t(j)] += g * xhat;
-      acc_b[size_t(j)] += g;
+  cpu::parallel_ranges(rows, c, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* dyr = dy + r * c;
+      const T* xr = x + r * c;
+      T* dxr = dx + r * c;
+      const double m = double(mean[r]), rs = double(rstd[r]);
+      double a = 0, bsum = 0;
+      for (int64_t j = 0; j < c; ++j) {
+        const double xhat = (double(xr[j]) - m) * rs, g = double(dyr[j]);
+        a += g * double(w[j]);
+        bsum += g * double(w[j]) * xhat;
+      }
+      a /= double(c);
+      bsum /= double(c);
+      for (int64_t j = 0; j < c; ++j) {
+        const double xhat = (double(xr[j]) - m) * rs;
+        dxr[j] = T(rs * (double(dyr[j]) * double(w[j]) - a - xhat * bsum));
+      }
     }
-    a /= double(c);
-    bsum /= double(c);
-    for (int64_t j = 0; j < c; ++j) {
-      const double xhat = (double(xr[j]) - m) * rs;
-      dxr[j] = T(rs * (double(dyr[j]) * double(w[j]) - a - xhat * bsum));
+  }, 1);
+  cpu::parallel_ranges(c, rows, [&](int64_t j0, int64_t j1) {
+    std::vector<double> acc_w(size_t(j1 - j0), 0.0), acc_b(size_t(j1 - j0), 0.0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* dyr = dy + r * c;
+      const T* xr = x + r * c;
+      const double m = double(mean[r]), rs = double(rstd[r]);
+      for (int64_t j = j0; j < j1; ++j) {
+        const double xhat = (double(xr[j]) - m) * rs, g = double(dyr[j]);
+        acc_w[size_t(j - j0)] += g * xhat;
+        acc_b[size_t(j - j0)] += g;
+      }
     }
-  }
-  for (int64_t j = 0; j < c; ++j) {
-    dw[j] = T(acc_w[size_t(j)]);
-    db[j] = T(acc_b[size_t(j)]);
-  }
+    for (int64_t j = j0; j < j1; ++j) {
+      dw[j] = T(acc_w[size_t(j - j0)]);
+      db[j] = T(acc_b[size_t(j - j0)]);
+    }
+  });
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "tensor/ops.h"
 #include "tensor/ops/checks.h"
+#include "tensor/ops/cpu_loops.h"
 #include "tensor/ops/dispatch.h"
 #if PT_CUDA
 #include "tensor/ops/cuda_ops.h"
@@ -47,26 +48,30 @@ void check_float_input(const char* op, const Tensor& x) {
   checks::float_dtype(op, x);
 }
 
-// out[o, i] = scale * sum_k x[o, k, i]; the inner > 1 case walks rows of x in memory order.
+// out[o, i] = scale * sum_k x[o, k, i], each sum in k order; the inner > 1 case walks rows of x in memory order.
+// Threads take whole outputs (rows o, or column ranges i), so the bits do not depend on the number of threads.
 template <class T>
 void cpu_sum_dim(const T* x, T* out, const DimSplit& s, double scale) {
   if (s.inner == 1) {
-    for (int64_t o = 0; o < s.outer; ++o) {
-      const T* row = x + o * s.n;
-      double acc = 0;
-      for (int64_t k = 0; k < s.n; ++k) acc += double(row[k]);
-      out[o] = T(acc * scale);
-    }
+    cpu::parallel_ranges(s.outer, s.n, [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; ++o) {
+        const T* row = x + o * s.n;
+        double acc = 0;
+        for (int64_t k = 0; k < s.n; ++k) acc += double(row[k]);
+        out[o] = T(acc * scale);
+      }
+    }, 1);
     return;
   }
-  std::vector<double> acc(size_t(s.inner));
   for (int64_t o = 0; o < s.outer; ++o) {
-    std::fill(acc.begin(), acc.end(), 0.0);
-    for (int64_t k = 0; k < s.n; ++k) {
-      const T* row = x + (o * s.n + k) * s.inner;
-      for (int64_t i = 0; i < s.inner; ++i) acc[size_t(i)] += double(row[i]);
-    }
-    for (int64_t i = 0; i < s.inner; ++i) out[o * s.inner + i] = T(acc[size_t(i)] * scale);
+    cpu::parallel_ranges(s.inner, s.n, [&](int64_t i0, int64_t i1) {
+      std::vector<double> acc(size_t(i1 - i0), 0.0);
+      for (int64_t k = 0; k < s.n; ++k) {
+        const T* row = x + (o * s.n + k) * s.inner;
+        for (int64_t i = i0; i < i1; ++i) acc[size_t(i - i0)] += double(row[i]);
+      }
+      for (int64_t i = i0; i < i1; ++i) out[o * s.inner + i] = T(acc[size_t(i - i0)] * scale);
+    });
   }
 }
 
@@ -105,6 +110,19 @@ Tensor sum_or_mean(const char* op, const Tensor& x, int64_t dim, bool keepdim, b
   const double scale = is_mean ? (s.n > 0 ? 1.0 / double(s.n) : std::numeric_limits<double>::quiet_NaN()) : 1.0;
   dispatch_cpu_float(x.dtype(), op, [&]<class T>() { cpu_sum_dim<T>(xc.data<T>(), out.data<T>(), s, scale); });
   return out;
+}
+
+constexpr int64_t kNormBlock = 1 << 14;
+
+// Sum of squares of n elements in double: lane l takes the elements i = l (mod 4), then (l0 + l2) + (l1 + l3).
+template <class T>
+double sum_squares_block(const T* p, int64_t n) {
+  double lane[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int l = 0; l < 4; ++l) lane[l] += double(p[i + l]) * double(p[i + l]);
+  for (; i < n; ++i) lane[i % 4] += double(p[i]) * double(p[i]);
+  return (lane[0] + lane[2]) + (lane[1] + lane[3]);
 }
 
 DimSplit checked_argmax_split(const char* op, const Tensor& x, int64_t dim, bool keepdim) {
@@ -191,12 +209,20 @@ Tensor global_norm(const std::vector<Tensor>& xs) {
     return sqrt(acc);
   }
 #endif
+  // Squares summed in double over fixed blocks of each tensor (four lanes per block, added in a fixed order), the
+  // blocks in parallel, then every block's sum in order: the same bits for any number of threads.
   double total = 0;
   for (const Tensor& x : xs) {
     Tensor xc = x.contiguous();
     dispatch_cpu_float(x.dtype(), "global_norm", [&]<class T>() {
       const T* p = xc.data<T>();
-      for (int64_t i = 0, n = xc.numel(); i < n; ++i) total += double(p[i]) * double(p[i]);
+      const int64_t n = xc.numel(), blocks = (n + kNormBlock - 1) / kNormBlock;
+      std::vector<double> block_sum(static_cast<size_t>(blocks), 0.0);
+      cpu::parallel_ranges(blocks, kNormBlock, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b)
+          block_sum[size_t(b)] = sum_squares_block(p + b * kNormBlock, std::min(kNormBlock, n - b * kNormBlock));
+      }, 1);
+      for (double b : block_sum) total += b;
     });
   }
   return Tensor::full({}, std::sqrt(total), acc_dtype, device);

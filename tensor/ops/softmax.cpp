@@ -1,5 +1,6 @@
 // Softmax and log-softmax over the last dim, and their backwards: validation + dispatch and the CPU
-// reference (ops/softmax.cu is the CUDA side). The CPU works row by row: exponentials in the input type, sums in double.
+// reference (ops/softmax.cu is the CUDA side). The CPU works row by row: exponentials in the input type (f32:
+// exp_rows' vectorised ones), sums in double.
 //
 // Causal masking (softmax only): the last two dims are (Tq, Tk) and query i sees keys j <= i + (Tk - Tq),
 // i.e. the queries are the last Tq positions of a Tk-long sequence (decoding with a KV cache). Masked
@@ -51,11 +52,7 @@ void cpu_softmax_rows(const T* x, T* y, int64_t rows, int64_t n, int64_t tq, boo
     T* yr = y + r * n;
     const int64_t valid = visible_keys(r, n, tq, causal);
     if (log_out) {
-      T m = -std::numeric_limits<T>::infinity();
-      for (int64_t j = 0; j < valid; ++j) m = std::max(m, xr[j]);
-      double s = 0;
-      for (int64_t j = 0; j < valid; ++j) s += double(std::exp(xr[j] - m));
-      const double lse = double(m) + std::log(s);
+      const double lse = cpu::log_sum_exp_row(xr, valid);
       for (int64_t j = 0; j < n; ++j) yr[j] = T(double(xr[j]) - lse);
     } else {
       cpu::softmax_row(xr, yr, n, valid);  // one exp per element (same values and rounding as two)
