@@ -106,6 +106,7 @@ void* allocate(size_t nbytes) {
              " bytes in use by tensors)");
     p.stats.num_system_allocs++;
     p.stats.reserved_bytes += size;
+    p.stats.peak_reserved_bytes = std::max(p.stats.peak_reserved_bytes, p.stats.reserved_bytes);
   }
   p.live[ptr] = got;
   p.stats.allocated_bytes += got;
@@ -146,6 +147,13 @@ void set_cache_limit(size_t bytes) {
   p.limit_read = true;
   p.stats.cache_limit_bytes = bytes;
   p.trim_to(bytes);
+}
+
+void reset_peak_stats() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.stats.peak_allocated_bytes = p.stats.allocated_bytes;
+  p.stats.peak_reserved_bytes = p.stats.reserved_bytes;
 }
 
 AllocatorStats allocator_stats() {
