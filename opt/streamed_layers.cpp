@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "tensor/cpu_caching_allocator.h"
 #include "tensor/error.h"
 
 namespace pt::opt {
@@ -109,6 +110,11 @@ OptForCausalLM& StreamedLayers::ends() {
   return *ends_;
 }
 
+void StreamedLayers::release_ends() {
+  ends_.reset();
+  if (device_ == Device::cpu) cpu::empty_cache();
+}
+
 void StreamedLayers::begin_sinks() {
   if (sinks_begun_ || sinks_.empty()) return;
   const bool loaded = ends_ != nullptr;
@@ -163,6 +169,7 @@ void StreamedLayers::release(int64_t i, bool changed, const LayerNotes& notes) {
   PT_CHECK(s.held && s.index == i, "StreamedLayers::release: layer ", i, " is not acquired");
   uploader_->mark_released(slot);
   s.held = false;
+  if (device_ == Device::cpu) cpu::empty_cache();
   if (!changed || sinks_.empty()) return;
   begin_sinks();
   const bool resumed = finished_.count(i) > 0;

@@ -2,7 +2,9 @@
 // device take turns, one I/O thread loads layer i + 1 into the free slot while layer i computes (CUDA: pinned
 // staging buffers and a copy stream, opt/layer_upload.h) and writes a changed layer to the sinks before its slot is
 // reused. Resident at any time: the two slots and, only while asked for, the model's ends (embeddings, final
-// LayerNorm, head). Nothing else of the model is in memory, whatever its size.
+// LayerNorm, head). Nothing else of the model is in memory, whatever its size. On the CPU the allocation cache is
+// emptied at each phase boundary (a layer or the ends released): each phase's temporaries have sizes of their own,
+// and a cache holding every phase's would grow the resident set far past what any one phase uses.
 #pragma once
 #include <functional>
 #include <future>
@@ -34,7 +36,7 @@ class StreamedLayers : public ModelLayers {
   DType dtype() const override { return dtype_; }
   bool streamed() const override { return true; }
   OptForCausalLM& ends() override;
-  void release_ends() override { ends_.reset(); }
+  void release_ends() override;
   DecoderLayer& acquire(int64_t i) override;
   void release(int64_t i, bool changed, const LayerNotes& notes = {}) override;
   std::optional<LayerNotes> finished(int64_t i) const override;

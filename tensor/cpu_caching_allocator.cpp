@@ -1,5 +1,8 @@
 #include "tensor/cpu_caching_allocator.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -139,6 +142,11 @@ void empty_cache() {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
   p.trim_to(0);
+#if defined(__GLIBC__)
+  // glibc keeps freed blocks below its (adaptive, up to 32 MiB) mmap threshold in its heap; give those pages back
+  // too, so the resident set falls with the pool (a streamed walk relies on it between layers).
+  malloc_trim(0);
+#endif
 }
 
 void set_cache_limit(size_t bytes) {

@@ -27,7 +27,7 @@ struct AllocatorStats {
 
 void* allocate(size_t nbytes);
 void deallocate(void* ptr);
-void empty_cache();                      // give every cached block back to the system
+void empty_cache();                      // give every cached block (and the C heap's free pages) back to the system
 void set_cache_limit(size_t bytes);      // 0: no caching; releases cached blocks over the new limit
 AllocatorStats allocator_stats();
 void reset_peak_stats();                 // the peaks restart from what is allocated / reserved now

@@ -258,6 +258,7 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   fs::create_directories(ctx_.output + "/stages");
   ctx_.log->line("stage " + stage.id + ": " + stage.key);
   reset_memory_peaks();
+  const int64_t rss_at_start = current_rss_bytes();  // what the run held before the stage (data, tokenizer, code)
   if (ctx_.stream && stage.op.kind != StageOp::Kind::retrain) run_streamed(stage, rec);
   else run_in_memory(stage, rec);
   const MemoryPeaks peaks = memory_peaks();  // the checkpoint's writing included
@@ -270,9 +271,11 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   fs::remove(train_checkpoint_path(stage.key));
   char line[400];
   std::snprintf(line, sizeof line,
-                "stage %s done: perplexity %.3f, sparsity %.4f, %.1fs (+%.1fs eval); peak memory: host RSS %s%s, %s %s",
+                "stage %s done: perplexity %.3f, sparsity %.4f, %.1fs (+%.1fs eval); peak memory: host RSS %s%s (%s at "
+                "the start), %s tensors %s",
                 stage.id.c_str(), rec.perplexity, rec.sparsity, rec.op_seconds, rec.eval_seconds,
                 format_bytes(rec.peak_host_rss_bytes).c_str(), peaks.host_rss_reset ? "" : " (since the start)",
+                format_bytes(rss_at_start).c_str(),
                 device_name(ctx_.device), format_bytes(ctx_.device == Device::cuda ? rec.peak_device_bytes : rec.peak_host_tensor_bytes).c_str());
   ctx_.log->line(line);
   return rec;
