@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "nn/checkpoint.h"
@@ -18,6 +19,7 @@
 #include "opt/streamed_layers.h"
 #include "opt/weight_source.h"
 #include "prune/sequential.h"
+#include "tensor/memory_report.h"
 #include "tests/test_util.h"
 
 namespace pt::opt {
@@ -240,6 +242,68 @@ TEST_F(StreamedLayersTest, MismatchedShardIsOneLineNamingTheTensor) {
   auto source = open_weight_source(path("dense"));
   Tensor wrong = Tensor::empty({128, 64}, DType::f32, Device::cpu);
   test::expect_error([&] { source->read_into("model.decoder.layers.0.fc1.weight", wrong); }, "fc1.weight");
+}
+
+// The bound, small enough for CI: a deep, narrow model written layer by layer (one shard per layer, as a streamed
+// stage writes them), pruned with SparseGPT from disk into shards and a checkpoint, then evaluated layer-major. The
+// resident set may grow by a fraction of the model's bytes only (VmHWM of /proc/self/status, reset to the current
+// resident set at the start).
+// DISABLED: it fails today. On this 38 MB model the allocator's live tensors peak at 13 MB (34 %), but the resident
+// set grows by ~43-50 MB during the prune (transiently: it falls back afterwards) from something outside the tensor
+// allocator, not yet found (not the HDF5 sink: ~7 MB of it; not the allocation cache, emptied per layer; not the
+// mapped shard pages, released per tensor). Run it with --gtest_also_run_disabled_tests.
+TEST_F(StreamedLayersTest, DISABLED_PeakResidentSetStaysFarBelowTheModelsBytes) {
+  OptConfig c = opt_preset("tiny");
+  c.num_hidden_layers = 48;
+  c.hidden_size = c.word_embed_proj_dim = 128;
+  c.ffn_dim = 512;
+  c.num_attention_heads = 4;
+  int64_t model_bytes = 0;
+  {
+    const std::string dir = path("deep");
+    std::filesystem::create_directories(dir);
+    nlohmann::ordered_json index;
+    index["weight_map"] = nlohmann::ordered_json::object();
+    auto ends = OptForCausalLM::without_layers(c, Device::cpu, DType::f32);
+    Generator gen(31);
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    for (auto& [name, p] : ends->named_parameters()) tensors.emplace_back(name, Tensor::normal(p->shape(), 0.0, 0.02, gen));
+    auto write = [&](const std::string& file) {
+      for (auto& [name, t] : tensors) index["weight_map"][name] = file, model_bytes += t.nbytes();
+      nn::write_safetensors(dir + "/" + file, tensors);
+      tensors.clear();
+    };
+    write("ends.safetensors");
+    const DecoderLayer shape(c, Device::cpu, DType::f32, 0);
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+      for (auto& [name, p] : shape.named_parameters())
+        tensors.emplace_back(layer_prefix(i) + name, name.find("layer_norm.weight") != std::string::npos
+                                                         ? Tensor::uniform(p->shape(), 0.5, 1.5, gen)
+                                                         : Tensor::normal(p->shape(), 0.0, 0.05, gen));
+      write("layer" + std::to_string(i) + ".safetensors");
+    }
+    std::ofstream(dir + "/model.safetensors.index.json") << index.dump();
+    std::ofstream(dir + "/config.json") << hf_config_json(c);
+  }
+  reset_memory_peaks();
+  const int64_t start = current_rss_bytes();
+  const Tensor ids = random_ids(8);
+  prune_streamed(path("deep"), path("deep-pruned"), prune_options(PruneMethod::sparsegpt, SparsityPattern::unstructured(0.5)), ids);
+  std::vector<int32_t> tokens(4 * 64);
+  for (size_t k = 0; k < tokens.size(); ++k) tokens[k] = int32_t((k * 7919) % 512);
+  PerplexityOptions po;
+  po.seqlen = 64;
+  po.batch_size = 2;
+  po.show_progress = false;
+  StreamedLayers walk(open_weight_source(path("deep-pruned")), Device::cpu, DType::f32);
+  EXPECT_GT(evaluate_perplexity(walk, tokens, po).perplexity, 1.0);
+  const MemoryPeaks peaks = memory_peaks();
+  if (!peaks.host_rss_reset) GTEST_SKIP() << "the kernel does not reset VmHWM (/proc/self/clear_refs)";
+  const double grown = double(peaks.host_rss_bytes - start);
+  std::printf("model %.1f MB; resident set %.1f MB at the start, peak %.1f MB (+%.1f%% of the model); tensors %.1f MB\n",
+              double(model_bytes) / 1e6, double(start) / 1e6, double(peaks.host_rss_bytes) / 1e6,
+              100 * grown / double(model_bytes), double(peaks.host_tensor_bytes) / 1e6);
+  EXPECT_LT(grown, 0.35 * double(model_bytes));
 }
 
 }  // namespace
