@@ -300,9 +300,9 @@ TEST_F(StreamedLayersTest, DISABLED_PeakResidentSetStaysFarBelowTheModelsBytes) 
   const MemoryPeaks peaks = memory_peaks();
   if (!peaks.host_rss_reset) GTEST_SKIP() << "the kernel does not reset VmHWM (/proc/self/clear_refs)";
   const double grown = double(peaks.host_rss_bytes - start);
-  std::printf("model %.1f MB; resident set %.1f MB at the start, peak %.1f MB (+%.1f%% of the model); tensors %.1f MB\n",
+  std::printf("model %.1f MB; resident set %.1f MB at the start, peak %.1f MB (+%.1f%% of the model); tensors %.1f MB, pool %.1f MB\n",
               double(model_bytes) / 1e6, double(start) / 1e6, double(peaks.host_rss_bytes) / 1e6,
-              100 * grown / double(model_bytes), double(peaks.host_tensor_bytes) / 1e6);
+              100 * grown / double(model_bytes), double(peaks.host_tensor_bytes) / 1e6, double(peaks.host_pool_bytes) / 1e6);
   EXPECT_LT(grown, 0.35 * double(model_bytes));
 }
 
