@@ -101,8 +101,7 @@ int main(int argc, char** argv) try {
   }
   write_file_atomic(out + "/config.json", opt::hf_config_json(c) + "\n");
   write_file_atomic(out + "/model.safetensors.index.json", index.dump(2) + "\n");
-  std::printf("%s: %s, %lld parameters, %.3f GB in %zu shards\n", out.c_str(), c.describe().c_str(),
-              (long long)c.num_parameters(), double(total) / 1e9, shards.size());
+  std::printf("%s: %s, %.3f GB in %zu shards\n", out.c_str(), c.describe().c_str(), double(total) / 1e9, shards.size());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "error: %s\n", e.what());
