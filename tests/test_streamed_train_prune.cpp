@@ -156,6 +156,20 @@ TEST_F(StreamedTrainPrune, ImpossibleSettingsAreOneLineAndWriteNothing) {
     EXPECT_NE(log.find(c.needle), std::string::npos) << log;
     EXPECT_FALSE(fs::exists(out)) << log;
   }
+  // A retraining stage of a model that streams because it cannot fit (OPT-66B full: ~1.1 TB, more than any CI machine
+  // has): refused with what would fit, before the run.
+  const std::string tiny = write_model();
+  std::ofstream(path("fit.ini")) << "[run]\ndevice = cpu\noutput = " + path("fit-out") +
+                                        "\n[experiment]\narms = sparsegpt:retrain:full\nsparsities = 0.5\n"
+                                        "[model]\npreset = 66b\nweights = " + tiny + "\nstream = on\n"
+                                        "[data]\ndir = " + data_dir() + "\n";
+  EXPECT_EQ(wait_exit(spawn_process({app_dir() + "/train_prune", "--config", path("fit.ini"), "--no-progress"},
+                                    path("fit.log"))),
+            1);
+  EXPECT_NE(read_text_file(path("fit.log")).find("needs the whole model in memory"), std::string::npos)
+      << read_text_file(path("fit.log"));
+  EXPECT_NE(read_text_file(path("fit.log")).find("fits models up to about"), std::string::npos);
+  EXPECT_FALSE(fs::exists(path("fit-out")));
   // make_random_opt refuses a shape it cannot write, and writes nothing.
   EXPECT_EQ(wait_exit(spawn_process({app_dir() + "/make_random_opt", "--out", path("bad-model"), "--hidden", "32",
                                      "--heads", "5"},
