@@ -1,4 +1,4 @@
-// HDF5 plumbing for the checkpoint files (internal to nn/checkpoint.cpp): HDF5's error stack turned into one
+// HDF5 plumbing for the checkpoint files (internal to nn/checkpoint*.cpp): HDF5's error stack turned into one
 // pt::Error line that names the file and the object, an owning handle, the IEEE half type HDF5 1.10 lacks, and
 // the file-access settings.
 #pragma once
@@ -65,6 +65,14 @@ inline void init_hdf5() {
   std::call_once(once, [] { H5dont_atexit(); });
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
 }
+
+// Debian's HDF5 is the serial build, not thread-safe: every entry point of the checkpoint code holds this lock
+// (recursive: save_checkpoint calls the writer, which takes it again).
+inline std::recursive_mutex& hdf5_mutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+using Hdf5Lock = std::lock_guard<std::recursive_mutex>;
 
 template <class R> R h5_check(R r, const char* call, const Where& where, int line) {
   if (r < 0) where.hdf5_failure(call, line);

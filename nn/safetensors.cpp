@@ -278,7 +278,9 @@ void SafetensorsFile::convert_to_host(const Entry& e, const std::string& name, D
 // Drop the mapped pages of a tensor once it has been converted, so loading a whole model keeps the resident
 // set near one tensor beyond the destination (the pages stay in the page cache and are re-read if needed).
 void SafetensorsFile::release_pages(const Entry& e) const {
-  constexpr uint64_t kMinBytes = 1 << 20;  // small tensors are not worth the syscall
+  // Only tiny tensors (biases, norms) are not worth the syscall: a streamed walk reads every tensor of a model
+  // larger than memory once, and pages kept for tensors of any real size would add up to the model's bytes.
+  constexpr uint64_t kMinBytes = 16 << 10;
   if (e.end - e.begin < kMinBytes) return;
   const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
   const uint64_t first = (data_start_ + e.begin) / page * page;

@@ -11,7 +11,8 @@ namespace ag = autograd;
 OptForCausalLM::OptForCausalLM(const OptConfig& config, Device device, uint64_t seed)
     : OptForCausalLM(config, device, DType::f32, seed, /*random_init=*/true) {}
 
-OptForCausalLM::OptForCausalLM(const OptConfig& c, Device device, DType dtype, uint64_t seed, bool random_init)
+OptForCausalLM::OptForCausalLM(const OptConfig& c, Device device, DType dtype, uint64_t seed, bool random_init,
+                               bool with_layers)
     : embed_tokens(c.vocab_size, c.word_embed_proj_dim, c.pad_token_id, device, dtype),
       embed_positions(c.max_position_embeddings + 2, c.hidden_size, -1, device, dtype),
       config_(c) {
@@ -30,7 +31,7 @@ OptForCausalLM::OptForCausalLM(const OptConfig& c, Device device, DType dtype, u
     final_layer_norm = std::make_unique<nn::LayerNorm>(c.hidden_size, c.layer_norm_eps, device, dtype);
     register_module(d + "final_layer_norm", final_layer_norm.get());
   }
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+  for (int64_t i = 0; with_layers && i < c.num_hidden_layers; ++i) {
     layers_.push_back(std::make_unique<DecoderLayer>(c, device, dtype, random_bits(seed, 1000 + uint64_t(i))));
     register_module(d + "layers." + std::to_string(i), layers_.back().get());
   }
@@ -55,6 +56,13 @@ std::unique_ptr<OptForCausalLM> OptForCausalLM::from_hf(const HfCheckpoint& chec
       new OptForCausalLM(checkpoint.config(), device, dtype, /*seed=*/0, /*random_init=*/false));
   model->load_hf(checkpoint);
   model->eval();  // like transformers' from_pretrained
+  return model;
+}
+
+std::unique_ptr<OptForCausalLM> OptForCausalLM::without_layers(const OptConfig& config, Device device, DType dtype) {
+  std::unique_ptr<OptForCausalLM> model(
+      new OptForCausalLM(config, device, dtype, /*seed=*/0, /*random_init=*/false, /*with_layers=*/false));
+  model->eval();
   return model;
 }
 
@@ -121,6 +129,8 @@ void OptForCausalLM::untie_lm_head() {
 }
 
 Variable OptForCausalLM::forward(const Tensor& ids, KVCache* cache) {
+  PT_CHECK(has_layers(), "OptForCausalLM::forward: this model holds only its ends (embeddings and head); its ",
+           config_.num_hidden_layers, " decoder layers are streamed, so run it through opt::ModelLayers");
   PT_CHECK(!cache || int64_t(cache->layers.size()) == num_layers(), "OptForCausalLM::forward: the KV cache has ",
            cache ? cache->layers.size() : 0, " layers but the model has ", num_layers());
   Variable h = embed_variable(ids, cache ? cache->length() : 0);  // [B,T,C]

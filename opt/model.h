@@ -42,6 +42,11 @@ class OptForCausalLM : public nn::Module {
   // filled straight from the files (no random init, no second copy).
   static std::unique_ptr<OptForCausalLM> from_hf(const HfCheckpoint& checkpoint, Device device,
                                                  DType dtype = DType::f32);
+  // The ends of a model whose decoder layers live elsewhere (streamed one at a time, opt/streamed_layers.h): token
+  // and position embeddings, projections, final LayerNorm and an untied head when the config has one; no decoder
+  // layers, parameters uninitialised. embed() and head() work; forward() and loss() refuse.
+  static std::unique_ptr<OptForCausalLM> without_layers(const OptConfig& config, Device device, DType dtype);
+  bool has_layers() const { return int64_t(layers_.size()) == config_.num_hidden_layers; }
 
   const OptConfig& config() const { return config_; }
   Device device() const { return embed_tokens.weight.device(); }
@@ -73,7 +78,7 @@ class OptForCausalLM : public nn::Module {
   void untie_lm_head();
   bool lm_head_tied() const { return lm_head == nullptr; }
 
-  int64_t num_layers() const { return int64_t(layers_.size()); }
+  int64_t num_layers() const { return int64_t(layers_.size()); }  // 0 for a model without_layers()
   DecoderLayer& layer(int64_t i);
   std::vector<DecoderLayer*> decoder_layers();
   // The six Linear layers of every decoder layer with full names ("model.decoder.layers.3.fc1"), layer by
@@ -87,7 +92,8 @@ class OptForCausalLM : public nn::Module {
   std::unique_ptr<nn::Linear> lm_head;                  // only once untied; else the head is embed_tokens
 
  private:
-  OptForCausalLM(const OptConfig& config, Device device, DType dtype, uint64_t seed, bool random_init);
+  OptForCausalLM(const OptConfig& config, Device device, DType dtype, uint64_t seed, bool random_init,
+                 bool with_layers = true);
   Variable embed_variable(const Tensor& ids, int64_t past_length);  // tokens + positions [B,T,C]
   void init_weights(uint64_t seed);
   void add_lm_head(Device device, DType dtype);  // registers an (uninitialised) untied head

@@ -4,6 +4,7 @@
 
 #include "autograd/variable.h"
 #include "opt/model.h"
+#include "opt/model_layers.h"
 #include "tensor/nvtx.h"
 #include "tensor/ops.h"
 #include "tensor/progress.h"
@@ -12,7 +13,21 @@ namespace pt::opt {
 
 PerplexityResult evaluate_perplexity(OptForCausalLM& model, const std::vector<int32_t>& tokens,
                                      const PerplexityOptions& o) {
-  const OptConfig& cfg = model.config();
+  const bool was_training = model.is_training();
+  model.eval();
+  ResidentLayers layers(model);
+  try {
+    const PerplexityResult r = evaluate_perplexity(layers, tokens, o);
+    if (was_training) model.train();
+    return r;
+  } catch (...) {
+    if (was_training) model.train();
+    throw;
+  }
+}
+
+PerplexityResult evaluate_perplexity(ModelLayers& walk, const std::vector<int32_t>& tokens, const PerplexityOptions& o) {
+  const OptConfig& cfg = walk.config();
   PT_CHECK(o.seqlen >= 2, "perplexity: evaluation window ", o.seqlen, " must be at least 2 tokens");
   PT_CHECK(o.seqlen <= cfg.max_position_embeddings, "perplexity: evaluation window ", o.seqlen,
            " is longer than the model's context ", cfg.max_position_embeddings,
@@ -25,27 +40,58 @@ PerplexityResult evaluate_perplexity(OptForCausalLM& model, const std::vector<in
 
   PT_NVTX_RANGE("eval/perplexity");
   autograd::NoGradGuard no_grad;
-  const bool was_training = model.is_training();
-  model.eval();
-  const Device dev = model.device();
-  Progress progress("perplexity", windows * o.seqlen, "tok", o.show_progress);
-
-  double nll_sum = 0;
-  for (int64_t w0 = 0; w0 < windows; w0 += o.batch_size) {
-    const int64_t b = std::min(o.batch_size, windows - w0);
+  const Device dev = walk.device();
+  const int64_t layers = walk.num_layers(), c = cfg.hidden_size;
+  // Windows per pass over the layers: a batch when every layer is resident, all of them when layers stream.
+  const int64_t group = walk.streamed() ? windows : o.batch_size;
+  Progress progress("perplexity", walk.streamed() ? layers + 2 : windows * o.seqlen, walk.streamed() ? "layer" : "tok",
+                    o.show_progress);
+  auto batch_ids = [&](int64_t w0, int64_t b) {
     std::vector<int64_t> ids(size_t(b * o.seqlen));
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = tokens[size_t(w0 * o.seqlen) + i];
-    Tensor batch = Tensor::from_vector(ids, {b, o.seqlen}, dev);
-    Tensor logits = model.forward(batch).data();  // [b, T, V]
-    const int64_t v = logits.size(-1);
-    // Position t predicts token t+1: score logits[:, :-1] against ids[:, 1:], summed in fp32.
-    Tensor pred = logits.narrow(1, 0, o.seqlen - 1).reshape({b * (o.seqlen - 1), v});
-    Tensor target = batch.narrow(1, 1, o.seqlen - 1).reshape({b * (o.seqlen - 1)});
-    nll_sum += cross_entropy(pred, target, -100, Reduction::sum).loss.item();
-    progress.advance(b * o.seqlen);
+    return Tensor::from_vector(ids, {b, o.seqlen}, dev);
+  };
+
+  double nll_sum = 0;
+  for (int64_t g0 = 0; g0 < windows; g0 += group) {
+    const int64_t n = std::min(group, windows - g0);
+    const ActivationPlace place = walk.streamed()
+                                      ? resolve_activation_place(o.activations, n, o.seqlen, c, walk.dtype(), dev)
+                                      : ActivationPlace::device;
+    ActivationStore in(n, o.seqlen, c, walk.dtype(), dev, place, o.activation_dir);
+    ActivationStore out(n, o.seqlen, c, walk.dtype(), dev, place, o.activation_dir);
+    for (int64_t s = 0; s < n; s += o.batch_size) {
+      const int64_t b = std::min(o.batch_size, n - s);
+      in.write(s, walk.ends().embed(batch_ids(g0 + s, b)));
+    }
+    walk.release_ends();
+    if (walk.streamed()) progress.advance(1);
+    for (int64_t i = 0; i < layers; ++i) {
+      DecoderLayer& layer = walk.acquire(i);
+      for (int64_t s = 0; s < n; s += o.batch_size) {
+        const int64_t b = std::min(o.batch_size, n - s);
+        out.write(s, layer.forward(autograd::Variable(in.read(s, b))).data());
+      }
+      walk.release(i, /*changed=*/false);
+      std::swap(in, out);
+      if (walk.streamed()) progress.advance(1);
+    }
+    OptForCausalLM& ends = walk.ends();
+    for (int64_t s = 0; s < n; s += o.batch_size) {
+      const int64_t b = std::min(o.batch_size, n - s);
+      const Tensor batch = batch_ids(g0 + s, b);
+      const Tensor logits = ends.head(autograd::Variable(in.read(s, b))).data();  // [b, T, V]
+      const int64_t v = logits.size(-1);
+      // Position t predicts token t+1: score logits[:, :-1] against ids[:, 1:], summed in fp32.
+      Tensor pred = logits.narrow(1, 0, o.seqlen - 1).reshape({b * (o.seqlen - 1), v});
+      Tensor target = batch.narrow(1, 1, o.seqlen - 1).reshape({b * (o.seqlen - 1)});
+      nll_sum += cross_entropy(pred, target, -100, Reduction::sum).loss.item();  // the one place NLLs are summed
+      if (!walk.streamed()) progress.advance(b * o.seqlen);
+    }
+    walk.release_ends();
+    if (walk.streamed()) progress.advance(1);
   }
   progress.finish();
-  if (was_training) model.train();
 
   PerplexityResult r;
   r.windows = windows;

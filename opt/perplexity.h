@@ -2,16 +2,24 @@
 // once, cut into non-overlapping windows of `seqlen` tokens (the tail that does not fill a window is
 // dropped), each window is scored on its own, and perplexity = exp(mean NLL over every predicted token).
 // Every window predicts seqlen-1 tokens, so this equals SparseGPT's exp(sum(mean_i * seqlen) / (n * seqlen)).
+//
+// The model is walked layer by layer (opt/model_layers.h): an in-memory model one batch of windows at a time
+// through every layer (no activations kept beyond the batch), a streamed one layer-major, every window through a
+// layer before the next layer is loaded (SparseGPT's opt_eval order), with the windows' hidden states on the device,
+// in host memory or in a file. Each batch of windows goes through the same operations either way, so both orders
+// give the same perplexity to the last bit. NLLs are summed in one place (the end of evaluate_perplexity).
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "opt/activation_store.h"
 #include "tensor/tensor.h"
 
 namespace pt::opt {
 
 class OptForCausalLM;
+class ModelLayers;
 
 struct PerplexityOptions {
   int64_t seqlen = 2048;          // window length; at most the model's context
@@ -19,6 +27,9 @@ struct PerplexityOptions {
   int64_t max_windows = 0;        // 0 = all windows (a smaller number gives a quick estimate)
   bool show_progress = true;
   std::string source;             // where the tokens came from (a text file), named in errors
+  // Streamed walks: where every window's hidden states live (automatic: device, else host, else a file).
+  ActivationPlace activations = ActivationPlace::automatic;
+  std::string activation_dir;     // a disk store's folder ("" = the system's temporary folder)
 };
 
 struct PerplexityResult {
@@ -33,6 +44,8 @@ struct PerplexityResult {
 // Runs without gradients on the model's device and dtype; the loss is accumulated in fp32 per window
 // and in double across windows.
 PerplexityResult evaluate_perplexity(OptForCausalLM& model, const std::vector<int32_t>& tokens,
+                                     const PerplexityOptions& options);
+PerplexityResult evaluate_perplexity(ModelLayers& layers, const std::vector<int32_t>& tokens,
                                      const PerplexityOptions& options);
 
 }  // namespace pt::opt

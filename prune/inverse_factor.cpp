@@ -71,7 +71,14 @@ kernels::Family<InverseFactorFn>::Variant inverse_factor_chol_inv_chol_variant()
            .devices = {Device::cpu, Device::cuda},
            .dtypes = {DType::f32},
            .summary = "cholesky -> cholesky_inverse -> cholesky(upper): LAPACK, or cuSOLVER and cuBLAS"},
-          [](const Tensor& A) { return cholesky(cholesky_inverse(cholesky(A)), /*upper=*/true); }};
+          [](const Tensor& A) {
+            // Each intermediate is dropped as soon as the next exists: on an ffn-wide Hessian these are the largest
+            // tensors of a pruning pass (a streamed pass is bounded by them).
+            Tensor L = cholesky(A);
+            Tensor Hinv = cholesky_inverse(L);
+            L = Tensor();
+            return cholesky(Hinv, /*upper=*/true);
+          }};
 }
 
 }  // namespace pt::prune::detail

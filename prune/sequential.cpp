@@ -6,6 +6,8 @@
 #include <limits>
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "autograd/variable.h"
 #include "prune/magnitude.h"
 #include "prune/reconstruction.h"
@@ -161,20 +163,20 @@ class LayerObservers {
   int64_t chunk_sequences_ = 0;
 };
 
-// Runs `layer` over every chunk of `inputs` ([N, T, C] on the activation device). before_chunk(b) is called
-// ahead of each chunk of b sequences; outputs (when defined, same shape) receive the layer's outputs.
-void forward_layer(opt::DecoderLayer& layer, const Tensor& inputs, const Tensor& outputs, int64_t batch,
-                   Device device, const std::function<void(int64_t)>& before_chunk,
+// Runs `layer` over every chunk of `inputs` ([N, T, C]). before_chunk(b) is called ahead of each chunk of b
+// sequences; outputs (when given) receive the layer's outputs.
+void forward_layer(opt::DecoderLayer& layer, const opt::ActivationStore& inputs, opt::ActivationStore* outputs,
+                   int64_t batch, const std::function<void(int64_t)>& before_chunk,
                    const std::function<void()>& after_chunk) {
-  const int64_t n = inputs.size(0);
+  const int64_t n = inputs.size();
   for (int64_t s = 0; s < n; s += batch) {
     const int64_t b = std::min(batch, n - s);
     if (before_chunk) before_chunk(b);
     {
       PT_NVTX_RANGE("prune/layer_forward");
-      const Tensor x = inputs.narrow(0, s, b).to(device);
+      const Tensor x = inputs.read(s, b);
       const Tensor y = layer.forward(autograd::Variable(x)).data();
-      if (outputs.defined()) outputs.narrow(0, s, b).copy_(y);
+      if (outputs) outputs->write(s, y);
     }
     if (after_chunk) after_chunk();
   }
@@ -226,24 +228,68 @@ MatrixPruneReport prune_linear(nn::Linear& linear, const InputStatistics* stats,
   linear.set_mask(keep);
   r.seconds = timer.seconds();
   r.sparsity = mask_sparsity(linear.weight_mask);
+  r.pruned = mask_pruned_count(linear.weight_mask);
   r.reconstruction_error = H.defined() ? reconstruction_error(w_old, stored.to(DType::f32), H) : kNotMeasured;
   return r;
 }
 
-void check_options(opt::OptForCausalLM& model, const Tensor& ids, const SequentialPruneOptions& o) {
+void check_options(const opt::OptConfig& config, const Tensor& ids, const SequentialPruneOptions& o) {
   o.pattern.validate();
-  // An adapter's effective weight is not W: pruning W under it would select and zero the wrong matrix.
-  for (auto& [name, lin] : model.linear_layers())
-    PT_CHECK(!lin->has_adapter(), "prune_model: ", name, " has a ", lin->adapter()->kind(),
-             " adapter attached; merge or detach it before pruning");
   PT_CHECK(o.forward_batch >= 1, "prune_model: forward_batch ", o.forward_batch, " must be at least 1");
   PT_CHECK(o.method == PruneMethod::magnitude || ids.defined(), "prune_model: ", prune_method_name(o.method),
            " needs calibration ids [nsamples, seqlen]; only magnitude prunes without them");
   if (!ids.defined()) return;
   PT_CHECK(ids.dim() == 2 && (ids.dtype() == DType::i32 || ids.dtype() == DType::i64) && ids.numel() >= 1,
            "prune_model: calibration ids ", ids.describe(), " must be a non-empty i32/i64 [nsamples, seqlen] tensor");
-  PT_CHECK(ids.size(1) <= model.config().max_position_embeddings, "prune_model: calibration windows of ",
-           ids.size(1), " tokens are longer than the model's context ", model.config().max_position_embeddings);
+  PT_CHECK(ids.size(1) <= config.max_position_embeddings, "prune_model: calibration windows of ", ids.size(1),
+           " tokens are longer than the model's context ", config.max_position_embeddings);
+}
+
+// A layer's reports as the notes it is released with (doubles round-trip exactly; NaN = not measured = null), and
+// back: a resumed pass restores the reports of the layers an interrupted one finished.
+nlohmann::json number(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
+double number(const nlohmann::json& j) { return j.is_null() ? kNotMeasured : j.get<double>(); }
+
+opt::LayerNotes layer_notes(const LayerPruneReport& lr, const std::vector<MatrixPruneReport>& matrices) {
+  nlohmann::json j = {{"seconds", lr.seconds}, {"sparsity", lr.sparsity},
+                      {"reconstruction_error", number(lr.reconstruction_error)}, {"matrices", nlohmann::json::array()}};
+  for (const auto& r : matrices)
+    j["matrices"].push_back({{"name", r.name}, {"rows", r.rows}, {"cols", r.cols}, {"sparsity", r.sparsity},
+                             {"pruned", r.pruned}, {"reconstruction_error", number(r.reconstruction_error)},
+                             {"seconds", r.seconds}, {"sparsegpt_retries", r.sparsegpt_retries},
+                             {"percdamp_used", r.percdamp_used}, {"dead_columns", r.dead_columns}});
+  return {{"prune_report", j.dump()}};
+}
+
+LayerPruneReport restore_layer(int64_t i, const opt::LayerNotes& notes, std::vector<MatrixPruneReport>& matrices) {
+  const auto it = notes.find("prune_report");
+  PT_CHECK(it != notes.end(), "prune_model: layer ", i, " was finished by an earlier pass that left no pruning report");
+  try {
+    const nlohmann::json j = nlohmann::json::parse(it->second);
+    LayerPruneReport lr;
+    lr.layer = i;
+    lr.seconds = j.at("seconds");
+    lr.sparsity = j.at("sparsity");
+    lr.reconstruction_error = number(j.at("reconstruction_error"));
+    for (const auto& m : j.at("matrices")) {
+      MatrixPruneReport r;
+      r.name = m.at("name");
+      r.layer = i;
+      r.rows = m.at("rows");
+      r.cols = m.at("cols");
+      r.sparsity = m.at("sparsity");
+      r.pruned = m.at("pruned");
+      r.reconstruction_error = number(m.at("reconstruction_error"));
+      r.seconds = m.at("seconds");
+      r.sparsegpt_retries = m.at("sparsegpt_retries");
+      r.percdamp_used = m.at("percdamp_used");
+      r.dead_columns = m.at("dead_columns");
+      matrices.push_back(std::move(r));
+    }
+    return lr;
+  } catch (const nlohmann::json::exception& e) {
+    PT_FAIL("prune_model: the report kept with finished layer ", i, " is damaged (", e.what(), ")");
+  }
 }
 
 }  // namespace
@@ -265,12 +311,21 @@ const char* prune_method_name(PruneMethod method) {
 }
 
 PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& ids, const SequentialPruneOptions& o) {
-  check_options(model, ids, o);
-  autograd::NoGradGuard no_grad;
+  // An adapter's effective weight is not W: pruning W under it would select and zero the wrong matrix.
+  for (auto& [name, lin] : model.linear_layers())
+    PT_CHECK(!lin->has_adapter(), "prune_model: ", name, " has a ", lin->adapter()->kind(),
+             " adapter attached; merge or detach it before pruning");
   EvalModeScope eval_mode(model);
   ObserverStash stash(model);
-  const Device device = model.device();
-  const int64_t num_layers = model.num_layers();
+  opt::ResidentLayers layers(model);
+  return prune_layers(layers, ids, o);
+}
+
+PruneReport prune_layers(opt::ModelLayers& walk, const Tensor& ids, const SequentialPruneOptions& o) {
+  check_options(walk.config(), ids, o);
+  autograd::NoGradGuard no_grad;
+  const Device device = walk.device();
+  const int64_t num_layers = walk.num_layers();
   const bool sequential = ids.defined() && (o.method != PruneMethod::magnitude || o.measure_reconstruction);
   const bool want_hessian = o.method == PruneMethod::sparsegpt || o.measure_reconstruction;
   const bool want_wanda = o.method == PruneMethod::wanda;
@@ -286,80 +341,107 @@ PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& ids, const Seq
   DeviceTimer total_timer(device);
   Progress progress(label, num_layers, "layer", o.show_progress);
 
+  // Layers an interrupted pass finished come first; activations are needed only while a layer is left to prune.
+  int64_t first_open = 0;
+  while (first_open < num_layers && walk.finished(first_open)) ++first_open;
+  const bool calibrate = sequential && first_open < num_layers;
+
   // Double-buffered activations: `inputs` holds layer i's inputs, `outputs` receives its outputs, then they swap.
-  Tensor inputs, outputs;
-  if (sequential) {
-    const Device store = o.offload_activations ? Device::cpu : device;
-    const int64_t n = ids.size(0), t = ids.size(1), c = model.config().hidden_size;
-    inputs = Tensor::empty({n, t, c}, model.dtype(), store);
-    outputs = Tensor::empty({n, t, c}, model.dtype(), store);
+  opt::ActivationStore inputs, outputs;
+  if (calibrate) {
+    const int64_t n = ids.size(0), t = ids.size(1), c = walk.config().hidden_size;
+    const opt::ActivationPlace place =
+        opt::resolve_activation_place(o.activations, n, t, c, walk.dtype(), device);
+    inputs = opt::ActivationStore(n, t, c, walk.dtype(), device, place, o.activation_dir);
+    outputs = opt::ActivationStore(n, t, c, walk.dtype(), device, place, o.activation_dir);
     PT_NVTX_RANGE("prune/embed");
+    opt::OptForCausalLM& ends = walk.ends();
     for (int64_t s = 0; s < n; s += o.forward_batch) {
       const int64_t b = std::min(o.forward_batch, n - s);
-      inputs.narrow(0, s, b).copy_(model.embed(ids.narrow(0, s, b)));
+      inputs.write(s, ends.embed(ids.narrow(0, s, b)));
     }
+    walk.release_ends();  // a streamed walk frees the embeddings while the layers run
   }
 
-  double total_pruned = 0, total_numel = 0, total_error = 0;
+  double total_error = 0;
   for (int64_t i = 0; i < num_layers; ++i) {
     DeviceTimer layer_timer(device);
-    opt::DecoderLayer& layer = model.layer(i);
+    opt::DecoderLayer& layer = walk.acquire(i);
     const auto named = layer.linear_layers();
-    std::vector<nn::Linear*> linears;
-    for (const auto& [name, lin] : named) linears.push_back(lin);
-
-    std::unique_ptr<LayerObservers> observers;
-    if (sequential) {
-      if (o.layer_input_observer) o.layer_input_observer(i, inputs);
-      observers = std::make_unique<LayerObservers>(linears, want_hessian, want_wanda);
-      forward_layer(layer, inputs, Tensor(), o.forward_batch, device,
-                    [&](int64_t b) { observers->begin_chunk(b); }, [&] { observers->end_chunk(); });
-    }
+    const size_t first_matrix = report.matrices.size();
 
     LayerPruneReport lr;
-    lr.layer = i;
-    double layer_pruned = 0, layer_numel = 0, layer_error = 0;
-    for (size_t j = 0; j < named.size(); ++j) {
-      const std::string full_name = "model.decoder.layers." + std::to_string(i) + "." + named[j].first;
-      const InputStatistics* stats = observers ? observers->statistics(j) : nullptr;
-      PT_CHECK(!sequential || stats, "prune_model: ", full_name, " saw no input during the calibration forward");
-      if (o.hessian_observer && stats && stats->hessian.H().defined()) o.hessian_observer(full_name, stats->hessian.H());
-      MatrixPruneReport r = prune_linear(*named[j].second, stats, o);
-      r.name = full_name;
-      r.layer = i;
-      const double numel = double(r.rows * r.cols);
-      layer_numel += numel;
-      layer_pruned += r.sparsity * numel;
-      layer_error += r.reconstruction_error;  // NaN stays NaN: not measured
-      report.matrices.push_back(std::move(r));
-    }
-    observers.reset();  // removes the observers and frees this layer's statistics
+    const std::optional<opt::LayerNotes> done = walk.finished(i);
+    if (done) {  // finished by an interrupted pass: its inputs for the next layer, and its report as it was
+      lr = restore_layer(i, *done, report.matrices);
+      if (calibrate) {
+        forward_layer(layer, inputs, &outputs, o.forward_batch, {}, {});
+        std::swap(inputs, outputs);
+      }
+      walk.release(i, true, *done);
+      ++report.resumed_layers;
+    } else {
+      std::vector<nn::Linear*> linears;
+      for (const auto& [name, lin] : named) linears.push_back(lin);
+      std::unique_ptr<LayerObservers> observers;
+      if (sequential) {
+        if (o.layer_input_observer) o.layer_input_observer(i, inputs.whole());
+        observers = std::make_unique<LayerObservers>(linears, want_hessian, want_wanda);
+        forward_layer(layer, inputs, nullptr, o.forward_batch, [&](int64_t b) { observers->begin_chunk(b); },
+                      [&] { observers->end_chunk(); });
+      }
+      lr.layer = i;
+      for (size_t j = 0; j < named.size(); ++j) {
+        const std::string full_name = opt::layer_prefix(i) + named[j].first;
+        const InputStatistics* stats = observers ? observers->statistics(j) : nullptr;
+        PT_CHECK(!sequential || stats, "prune_model: ", full_name, " saw no input during the calibration forward");
+        if (o.hessian_observer && stats && stats->hessian.H().defined()) o.hessian_observer(full_name, stats->hessian.H());
+        MatrixPruneReport r = prune_linear(*named[j].second, stats, o);
+        r.name = full_name;
+        r.layer = i;
+        report.matrices.push_back(std::move(r));
+      }
+      observers.reset();  // removes the observers and frees this layer's statistics
 
-    if (sequential) {
-      forward_layer(layer, inputs, outputs, o.forward_batch, device, {}, {});
-      std::swap(inputs, outputs);
+      if (sequential) {
+        forward_layer(layer, inputs, &outputs, o.forward_batch, {}, {});
+        std::swap(inputs, outputs);
+      }
+      double layer_pruned = 0, layer_numel = 0, layer_error = 0;
+      for (size_t j = first_matrix; j < report.matrices.size(); ++j) {
+        const MatrixPruneReport& r = report.matrices[j];
+        const double numel = double(r.rows * r.cols);
+        layer_numel += numel;
+        layer_pruned += r.sparsity * numel;
+        layer_error += r.reconstruction_error;  // NaN stays NaN: not measured
+      }
+      lr.seconds = layer_timer.seconds();
+      lr.sparsity = layer_pruned / layer_numel;
+      lr.reconstruction_error = layer_error;
+      walk.release(i, true, layer_notes(lr, {report.matrices.begin() + long(first_matrix), report.matrices.end()}));
     }
-    lr.seconds = layer_timer.seconds();
-    lr.sparsity = layer_pruned / layer_numel;
-    lr.reconstruction_error = layer_error;
-    total_pruned += layer_pruned;
-    total_numel += layer_numel;
-    total_error += layer_error;
+    for (size_t j = first_matrix; j < report.matrices.size(); ++j) {
+      report.pruned_weights += report.matrices[j].pruned;
+      report.total_weights += report.matrices[j].rows * report.matrices[j].cols;
+    }
+    total_error += lr.reconstruction_error;
     report.layers.push_back(lr);
 
     if (o.log) {
-      char line[256];
-      std::snprintf(line, sizeof line, "%s: layer %lld/%lld in %.2fs, sparsity %.4f, reconstruction error %s",
+      char line[320];
+      std::snprintf(line, sizeof line, "%s: layer %lld/%lld in %.2fs, sparsity %.4f, reconstruction error %s%s",
                     label.c_str(), (long long)(i + 1), (long long)num_layers, lr.seconds, lr.sparsity,
-                    format_error(lr.reconstruction_error).c_str());
+                    format_error(lr.reconstruction_error).c_str(), done ? " (finished before the interruption)" : "");
       o.log(line);
     }
     progress.set_note("err " + format_error(lr.reconstruction_error));
     progress.advance(1);
+    if (o.layer_done) o.layer_done(i);
   }
+  walk.finish();
   progress.finish();
   report.seconds = total_timer.seconds();
-  report.sparsity = total_numel > 0 ? total_pruned / total_numel : 0;
+  report.sparsity = report.total_weights > 0 ? double(report.pruned_weights) / double(report.total_weights) : 0;
   report.reconstruction_error = total_error;
   return report;
 }

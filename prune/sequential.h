@@ -11,11 +11,17 @@
 //     x = layer(x) again, now with the pruned weights: the next layer's inputs.
 //
 // q_proj, k_proj and v_proj read the same tensor, so they share one accumulator (as their three identical
-// Hessians would be in the reference). Only one layer's activations are alive (inputs and outputs, swapped after
-// each layer); with offload_activations they stay in host memory and one chunk at a time visits the model's
-// device. The model runs in eval mode under NoGradGuard; its training flag, and any input_observer the caller
-// had set on a decoder Linear, are restored afterwards. Embeddings, positions, LayerNorms, biases and the LM
-// head are never touched.
+// Hessians would be in the reference): LayerObservers::observe in sequential.cpp is the one place where calibration
+// statistics are accumulated. Only one layer's activations are alive (inputs and outputs, swapped after each
+// layer), on the device, in host memory or in a file (`activations`, opt/activation_store.h), one chunk at a time
+// visiting the device. The model runs in eval mode under NoGradGuard; its training flag, and any input_observer
+// the caller had set on a decoder Linear, are restored afterwards. Embeddings, positions, LayerNorms, biases and
+// the LM head are never touched.
+//
+// The driver walks an opt::ModelLayers: prune_model() is the walk over an in-memory model, prune_layers() takes any
+// walk, e.g. opt::StreamedLayers, which loads one layer at a time from disk and writes each finished layer out at
+// once. A walk resuming an interrupted pass hands back its finished layers with the notes they were released with
+// (their reports): those are only run forward, and the pass ends with what an uninterrupted one computes.
 //
 // Magnitude needs no calibration: with undefined calibration ids every decoder Linear is pruned directly.
 // With calibration ids and measure_reconstruction it runs the same sequential pass to report errors that are
@@ -26,7 +32,9 @@
 #include <string>
 #include <vector>
 
+#include "opt/activation_store.h"
 #include "opt/model.h"
+#include "opt/model_layers.h"
 #include "prune/hessian.h"
 #include "prune/mask.h"
 #include "prune/pattern.h"
@@ -45,7 +53,10 @@ struct SequentialPruneOptions {
   SparseGptOptions sparsegpt;                     // its log is replaced by `log` if set
   // The kernels (Hessian, inverse factor, OBS sweep, mask) are each family's selection (tensor/kernel_registry.h).
   int64_t forward_batch = 8;         // calibration sequences per forward chunk
-  bool offload_activations = false;  // layer inputs/outputs in host memory, one chunk at a time on the device
+  // Where the layer inputs/outputs of every calibration sequence live: automatic = the device when they fit, else
+  // host memory, else a file in activation_dir (the system's temporary folder when empty).
+  opt::ActivationPlace activations = opt::ActivationPlace::automatic;
+  std::string activation_dir;
   bool measure_reconstruction = true;  // build H for wanda/magnitude too (when calibration ids are given)
   bool show_progress = true;         // a pt::Progress bar over the layers
   std::function<void(const std::string&)> log;  // one line per layer (and SparseGPT's retries); null = silent
@@ -56,6 +67,8 @@ struct SequentialPruneOptions {
   std::function<void(int64_t layer, const Tensor& inputs)> layer_input_observer;
   // The Hessian a matrix is pruned / measured with ("model.decoder.layers.3.fc1"), before pruning.
   std::function<void(const std::string& name, const Tensor& H)> hessian_observer;
+  // Called after layer i has been pruned and released to the walk (a test interrupts a pass by throwing here).
+  std::function<void(int64_t layer)> layer_done;
 };
 
 struct MatrixPruneReport {
@@ -63,6 +76,7 @@ struct MatrixPruneReport {
   int64_t layer = 0;
   int64_t rows = 0, cols = 0;
   double sparsity = 0;                  // measured on the stored mask
+  int64_t pruned = 0;                   // pruned entries of the stored mask
   double reconstruction_error = 0;      // reconstruction_error(w_old, w_new, H); NaN when not measured
   double seconds = 0;                   // pruning this matrix (mask + update), without the layer's forwards
   int sparsegpt_retries = 0;            // SparseGPT's extra damping attempts
@@ -84,7 +98,9 @@ struct PruneReport {
   std::vector<MatrixPruneReport> matrices;
   std::vector<LayerPruneReport> layers;
   double seconds = 0;
-  double sparsity = 0;              // of every decoder Linear weight together
+  double sparsity = 0;              // of every decoder Linear weight together: pruned_weights / total_weights
+  int64_t pruned_weights = 0, total_weights = 0;
+  int64_t resumed_layers = 0;       // finished by an interrupted pass (their reports restored from its notes)
   double reconstruction_error = 0;  // summed over every matrix; NaN when not measured
 };
 
@@ -93,5 +109,7 @@ struct PruneReport {
 // wanda and sparsegpt, optional for magnitude.
 PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& calibration_ids,
                         const SequentialPruneOptions& options);
+// The same over any walk of a model's layers (a streamed one writes each pruned layer to its sinks); finishes the walk.
+PruneReport prune_layers(opt::ModelLayers& layers, const Tensor& calibration_ids, const SequentialPruneOptions& options);
 
 }  // namespace pt::prune

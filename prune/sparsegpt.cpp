@@ -94,14 +94,16 @@ SparseGptResult sparsegpt_prune(Tensor& weight, const Tensor& H, const SparsityP
   Tensor& W = weight;
 
   // Dead inputs (diag H == 0) carry no signal: H_dd = 1 keeps H invertible, W[:, d] = 0.
-  Tensor Hc = H.clone();
+  Tensor Hc = H;  // copied only when it must change
   const Tensor dead = compare_scalar(diagonal(Hc), 0.0, CompareOp::eq);
   result.dead_columns = int64_t(sum_all(dead.to(DType::f64)).item() + 0.5);
   if (result.dead_columns > 0) {
+    Hc = H.clone();
     diagonal(Hc).copy_(masked_fill(diagonal(Hc), dead, 1.0));
     W.copy_(masked_fill(W, dead.view({1, cols}), 0.0));
   }
   const InverseFactor inv = damped_inverse_factor(Hc, options.percdamp, options.max_damping_retries, options.log);
+  Hc = Tensor();
   result.percdamp_used = inv.percdamp_used;
   result.retries = inv.retries;
   const Tensor& U = inv.U;  // upper Cholesky factor of H⁻¹

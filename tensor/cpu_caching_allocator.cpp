@@ -1,9 +1,9 @@
 #include "tensor/cpu_caching_allocator.h"
 
-#include <sys/mman.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -109,6 +109,7 @@ void* allocate(size_t nbytes) {
              " bytes in use by tensors)");
     p.stats.num_system_allocs++;
     p.stats.reserved_bytes += size;
+    p.stats.peak_reserved_bytes = std::max(p.stats.peak_reserved_bytes, p.stats.reserved_bytes);
   }
   p.live[ptr] = got;
   p.stats.allocated_bytes += got;
@@ -142,8 +143,8 @@ void empty_cache() {
   std::lock_guard<std::mutex> lock(p.mu);
   p.trim_to(0);
 #if defined(__GLIBC__)
-  // Blocks below glibc's (adaptive) mmap threshold came from its heap, whose free pages stay resident until
-  // trimmed: hand them back, so the resident set really falls.
+  // glibc keeps freed blocks below its (adaptive, up to 32 MiB) mmap threshold in its heap; give those pages back
+  // too, so the resident set falls with the pool (a streamed walk relies on it between layers).
   malloc_trim(0);
 #endif
 }
@@ -154,6 +155,13 @@ void set_cache_limit(size_t bytes) {
   p.limit_read = true;
   p.stats.cache_limit_bytes = bytes;
   p.trim_to(bytes);
+}
+
+void reset_peak_stats() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.stats.peak_allocated_bytes = p.stats.allocated_bytes;
+  p.stats.peak_reserved_bytes = p.stats.reserved_bytes;
 }
 
 AllocatorStats allocator_stats() {

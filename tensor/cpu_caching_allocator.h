@@ -17,7 +17,8 @@ struct AllocatorStats {
   size_t allocated_bytes = 0;       // in live blocks
   size_t reserved_bytes = 0;        // live + cached
   size_t cached_bytes = 0;          // in the pool, free for reuse
-  size_t peak_allocated_bytes = 0;
+  size_t peak_allocated_bytes = 0;  // since the start, or since the last reset_peak_stats()
+  size_t peak_reserved_bytes = 0;   // live + cached at their highest (what the pool held from the system)
   size_t num_system_allocs = 0;     // blocks obtained from the system so far
   size_t num_cache_hits = 0;        // requests served from the pool
   size_t num_releases = 0;          // cached blocks given back to the system (cap, empty_cache)
@@ -26,8 +27,9 @@ struct AllocatorStats {
 
 void* allocate(size_t nbytes);
 void deallocate(void* ptr);
-void empty_cache();                      // give every cached block (and glibc's free heap pages) back to the system
+void empty_cache();                      // give every cached block (and the C heap's free pages) back to the system
 void set_cache_limit(size_t bytes);      // 0: no caching; releases cached blocks over the new limit
 AllocatorStats allocator_stats();
+void reset_peak_stats();                 // the peaks restart from what is allocated / reserved now
 
 }  // namespace pt::cpu

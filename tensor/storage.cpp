@@ -41,8 +41,29 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
 #endif
 }
 
+Storage::Storage(size_t nbytes, PinnedTag) : nbytes_(nbytes), device_(Device::cpu) {
+#if PT_CUDA
+  if (cuda_is_available()) {
+    PT_CUDA_CHECK(cudaHostAlloc(&data_, std::max<size_t>(nbytes, 1), cudaHostAllocDefault));
+    pinned_ = true;
+    return;
+  }
+#endif
+  data_ = cpu::allocate(nbytes);
+}
+
+std::shared_ptr<Storage> Storage::pinned_host(size_t nbytes) {
+  return std::shared_ptr<Storage>(new Storage(nbytes, PinnedTag{}));
+}
+
 Storage::~Storage() {
   if (!data_) return;
+  if (pinned_) {
+#if PT_CUDA
+    cudaFreeHost(data_);
+#endif
+    return;
+  }
   if (device_ == Device::cpu) {
     cpu::deallocate(data_);
   } else {

@@ -16,6 +16,10 @@ bool poison_allocations();
 class Storage {
  public:
   Storage(size_t nbytes, Device device);
+  // Page-locked host memory (a CPU storage): copies between it and the GPU run asynchronously on a stream, so a
+  // layer can be loaded while the previous one computes. Plain host memory in a build without CUDA or without
+  // a usable device.
+  static std::shared_ptr<Storage> pinned_host(size_t nbytes);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -25,9 +29,12 @@ class Storage {
   Device device() const { return device_; }
 
  private:
+  struct PinnedTag {};
+  Storage(size_t nbytes, PinnedTag);
   void* data_ = nullptr;
   size_t nbytes_ = 0;
   Device device_;
+  bool pinned_ = false;  // from cudaHostAlloc
 };
 
 }  // namespace pt

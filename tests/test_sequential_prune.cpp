@@ -385,10 +385,11 @@ TEST(SequentialPrune, OffloadingAndChunkingDoNotChangeTheResult) {
   const Tensor ids = random_ids(kSamples, kSeqlen, 512, 18);
   auto a = make_model(17), b = make_model(17), c = make_model(17);
   SequentialPruneOptions o = options(PruneMethod::sparsegpt, 0.5);
+  o.activations = opt::ActivationPlace::device;
   prune_model(*a, ids, o);
-  o.offload_activations = true;
+  o.activations = opt::ActivationPlace::host;
   prune_model(*b, ids, o);
-  o.offload_activations = false;
+  o.activations = opt::ActivationPlace::device;
   o.forward_batch = 16;  // one chunk: the Hessians differ only by summation order
   prune_model(*c, ids, o);
   const auto la = a->linear_layers(), lb = b->linear_layers(), lc = c->linear_layers();
@@ -633,8 +634,9 @@ TEST(CudaSequentialPrune, OffloadedActivationsGiveIdenticalResults) {
   const Tensor ids = random_ids(kSamples, kSeqlen, 512, 42);
   auto a = make_model(41, Device::cuda), b = make_model(41, Device::cuda);
   SequentialPruneOptions o = options(PruneMethod::sparsegpt, 0.5);
+  o.activations = opt::ActivationPlace::device;
   prune_model(*a, ids, o);
-  o.offload_activations = true;
+  o.activations = opt::ActivationPlace::host;
   prune_model(*b, ids, o);
   const auto la = a->linear_layers(), lb = b->linear_layers();
   for (size_t k = 0; k < la.size(); ++k) {

@@ -12,10 +12,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "apps/common/pretrain_run.h"
 #include "apps/common/run_log.h"
 #include "apps/common/sections.h"
+#include "apps/train_prune/memory_plan.h"
 #include "apps/train_prune/results.h"
 #include "apps/train_prune/settings.h"
 #include "apps/train_prune/stage_identity.h"
@@ -26,6 +28,7 @@
 #include "corpus/wikitext_tokens.h"
 #include "nn/safetensors.h"
 #include "opt/hf_checkpoint.h"
+#include "opt/weight_source.h"
 #include "prune/calibration.h"
 #include "tensor/progress.h"
 
@@ -33,6 +36,25 @@ using namespace pt;
 namespace fs = std::filesystem;
 
 namespace {
+
+// A streamed prune stage's folder is already what transformers loads: its shards, index and config.json are copied
+// (not the masks beside them), each atomically.
+void export_shards(const std::string& from, const std::string& dir) {
+  fs::create_directories(dir);
+  for (const auto& entry : fs::directory_iterator(from)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("masks-", 0) == 0 || name.find(".tmp") != std::string::npos) continue;
+    AtomicFile out(dir + "/" + name);
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::vector<char> buffer(size_t(1) << 22);
+    while (in) {
+      in.read(buffer.data(), std::streamsize(buffer.size()));
+      if (in.gcount() > 0) out.write(buffer.data(), size_t(in.gcount()));
+    }
+    PT_CHECK(!in.bad(), "--export-hf: cannot read ", entry.path().string());
+    out.commit();
+  }
+}
 
 // Writes one cell's model for transformers: model.safetensors + config.json, each atomically.
 void export_hf(opt::OptForCausalLM& model, const std::string& dir) {
@@ -85,7 +107,7 @@ struct RunInputs {
   app::RunFacts facts;
 };
 
-RunInputs load_inputs(const app::Settings& s, bool show_progress) {
+RunInputs load_inputs(const app::Settings& s, bool stream, bool show_progress) {
   RunInputs in;
   const corpus::Gpt2Tokenizer tok(s.data.dir + "/opt-tokenizer/vocab.json", s.data.dir + "/opt-tokenizer/merges.txt");
   in.train = corpus::wikitext_tokens(tok, corpus::WikiTextSplit::Train, s.data.dir, s.data.cache_dir, s.data.train_path);
@@ -102,8 +124,16 @@ RunInputs load_inputs(const app::Settings& s, bool show_progress) {
     PT_CHECK(fs::exists(s.model.weights), "pretraining with ", s.pretrain_config, " wrote ", made,
              ", not [model] weights = ", s.model.weights);
   }
-  in.model = app::build_model(s.model, s.run.device, s.run.seed);
-  const opt::OptConfig& mc = in.model->config();
+  // Streamed, the weights are opened and checked (every shard's header, the shape) but never loaded whole.
+  opt::OptConfig mc = s.model.config;
+  if (stream) {
+    const auto source = opt::open_weight_source(s.model.weights);
+    PT_CHECK(source->config().same_architecture(s.model.config), "[model] weights = ", s.model.weights, " holds ",
+             source->config().describe(), ", but [model] preset = ", s.model.preset, " describes ", s.model.config.describe());
+  } else {
+    in.model = app::build_model(s.model, s.run.device, s.run.seed);
+    mc = in.model->config();
+  }
   PT_CHECK(int64_t(tok.vocab_size()) <= mc.vocab_size, "the model (", mc.describe(), ", [model] weights = ", s.model.weights,
            ") has a vocabulary of ", mc.vocab_size, " ids, fewer than the tokenizer's ", tok.vocab_size(), " (", s.data.dir,
            "/opt-tokenizer/vocab.json)");
@@ -151,11 +181,14 @@ int main(int argc, char** argv) try {
   const ExportRequest exported = parse_export(export_cell, export_dir, s);
   std::printf("# resolved configuration (%s)\n%s\n", config_path.c_str(), s.resolved.c_str());
   app::print_plan(s, s.run.output);
+  const app::StreamDecision stream = app::decide_streaming(s);
+  for (const auto& line : app::memory_plan_lines(s, stream)) std::printf("%s\n", line.c_str());
   if (dry_run) return 0;
+  app::check_retraining_fits(s, stream);
 
   // Load and check everything (data, weights, calibration windows, the stages a rerun would reuse) first: bad
   // input stops the run here with one line, and the output folder of an earlier run stays as it was.
-  RunInputs in = load_inputs(s, !no_progress);
+  RunInputs in = load_inputs(s, stream.stream, !no_progress);
   app::RunContext ctx;
   ctx.plan = &s.plan;
   ctx.model = s.model;
@@ -177,6 +210,7 @@ int main(int argc, char** argv) try {
   ctx.show_progress = !no_progress;
   ctx.facts = in.facts;
   ctx.dense_model = std::move(in.model);
+  ctx.stream = stream.stream;
   app::StageRunner runner(std::move(ctx));
   const size_t done = runner.verify_completed();
 
@@ -187,6 +221,7 @@ int main(int argc, char** argv) try {
   log.line("train_prune --config " + config_path + " (output " + s.run.output + ", " + std::to_string(done) + " of " +
            std::to_string(s.plan.stages.size()) + " stages already complete)");
   for (const auto& n : in.notes) log.line(n);
+  log.line("memory: " + stream.reason);
   write_file_atomic(s.run.output + "/config.resolved.ini", s.resolved);
   // The calibration windows: sampled once (or read), recorded with the run, shared by every pruning stage.
   prune::write_calibration_windows(s.run.output + "/calibration_windows.txt", in.calibration,
@@ -211,8 +246,12 @@ int main(int argc, char** argv) try {
   std::printf("results: %s/results.{csv,json,md,png}\n", s.run.output.c_str());
 
   if (!exported.key.empty()) {
-    export_hf(runner.model_at(exported.key), exported.dir);
-    log.line("exported " + exported.cell + " to " + exported.dir + " (model.safetensors + config.json)");
+    const std::string shards = runner.shards_path(exported.key);
+    const bool sharded = fs::exists(shards + "/model.safetensors.index.json");
+    if (sharded) export_shards(shards, exported.dir);
+    else export_hf(runner.model_at(exported.key), exported.dir);
+    log.line("exported " + exported.cell + " to " + exported.dir +
+             (sharded ? " (sharded safetensors + index + config.json)" : " (model.safetensors + config.json)"));
   }
   return 0;
 } catch (const std::exception& e) {

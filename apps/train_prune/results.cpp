@@ -39,7 +39,12 @@ std::vector<ResultRow> collect_rows(const Plan& plan, StageRunner& runner) {
       r.trained_parameters = t.trained_parameters;
       r.total_parameters = t.total_parameters;
     }
-    for (std::string k = c.stage_key; !k.empty(); k = plan.stage(k).parent) r.total_seconds += runner.ensure(k).op_seconds;
+    for (std::string k = c.stage_key; !k.empty(); k = plan.stage(k).parent) {
+      const StageRecord st = runner.ensure(k);
+      r.total_seconds += st.op_seconds;
+      r.peak_host_rss_bytes = std::max(r.peak_host_rss_bytes, st.peak_host_rss_bytes);
+      r.peak_device_bytes = std::max(r.peak_device_bytes, st.peak_device_bytes);
+    }
     rows.push_back(r);
   }
   return rows;
@@ -73,7 +78,8 @@ void write_results(const std::string& dir, const Plan& plan, const std::vector<R
   std::ostringstream csv;
   csv.precision(10);
   csv << "arm,method,schedule,scope,target_sparsity,measured_sparsity,perplexity,prune_seconds,retrain_seconds,"
-         "eval_seconds,total_seconds,trained_parameters,total_parameters,trained_fraction,reconstruction_error\n";
+         "eval_seconds,total_seconds,trained_parameters,total_parameters,trained_fraction,reconstruction_error,"
+         "peak_host_rss_bytes,peak_device_bytes\n";
   nlohmann::json js = nlohmann::json::array();
   for (const ResultRow& r : rows) {
     const double frac = r.total_parameters > 0 ? double(r.trained_parameters) / double(r.total_parameters) : 0.0;
@@ -82,7 +88,7 @@ void write_results(const std::string& dir, const Plan& plan, const std::vector<R
         << r.eval_seconds << "," << r.total_seconds << "," << r.trained_parameters << "," << r.total_parameters << ","
         << frac << ",";
     if (std::isfinite(r.reconstruction_error)) csv << r.reconstruction_error;
-    csv << "\n";
+    csv << "," << r.peak_host_rss_bytes << "," << r.peak_device_bytes << "\n";
     js.push_back({{"arm", r.arm}, {"method", r.method}, {"schedule", r.schedule}, {"scope", r.scope},
                   {"target_sparsity", r.target_sparsity}, {"measured_sparsity", r.measured_sparsity},
                   {"perplexity", r.perplexity}, {"prune_seconds", r.prune_seconds},
@@ -91,7 +97,8 @@ void write_results(const std::string& dir, const Plan& plan, const std::vector<R
                   {"total_parameters", r.total_parameters}, {"trained_fraction", frac},
                   {"reconstruction_error", std::isfinite(r.reconstruction_error) ? nlohmann::json(r.reconstruction_error)
                                                                                  : nlohmann::json(nullptr)},
-                  {"kernels", r.kernels}});
+                  {"kernels", r.kernels},
+                  {"peak_host_rss_bytes", r.peak_host_rss_bytes}, {"peak_device_bytes", r.peak_device_bytes}});
   }
   write_file_atomic(dir + "/results.csv", csv.str());
   write_file_atomic(dir + "/results.json", js.dump(2) + "\n");

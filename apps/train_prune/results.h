@@ -24,6 +24,8 @@ struct ResultRow {
   int64_t trained_parameters = 0, total_parameters = 0;
   double reconstruction_error = 0;  // last pruning stage (NaN if none)
   std::map<std::string, std::string> kernels;  // the variant of each kernel family the cell's last stage ran
+  // The highest peaks of the stages of the cell's chain (each stage's are in its record).
+  int64_t peak_host_rss_bytes = 0, peak_device_bytes = 0;
 };
 
 std::vector<ResultRow> collect_rows(const Plan& plan, StageRunner& runner);

@@ -23,6 +23,12 @@ Settings read_settings(config::IniConfig& ini) {
   if (!s.pretrain_config.empty() && !fs::is_regular_file(s.pretrain_config))
     ini.fail("model", "pretrain_config", "no such file (an INI file for ./pretrain)");
   s.model = read_model_section(ini, /*weights_may_be_missing=*/!s.pretrain_config.empty());
+  // Prune and evaluation stages stream the model layer by layer from disk (apps/train_prune/memory_plan.h).
+  const std::string stream = ini.choice("model", "stream", "auto", {"auto", "on", "off"});
+  s.stream = stream == "on" ? StreamMode::on : stream == "off" ? StreamMode::off : StreamMode::automatic;
+  if (s.stream == StreamMode::on && (s.model.weights.empty() || s.model.weights == "random"))
+    ini.fail("model", "stream", "on streams the weights from disk, but [model] weights = random (write a random model "
+                                "with make_random_opt, or give an HF folder or an .h5 checkpoint)");
   s.data = read_data_section(ini);
   s.calibration.nsamples = ini.integer("data", "calib_nsamples", prune::kDefaultCalibrationSamples, 1, 1 << 20);
   s.calibration.seqlen = ini.integer("data", "calib_seqlen", 0, 0, s.model.config.max_position_embeddings);
@@ -61,7 +67,9 @@ Settings read_settings(config::IniConfig& ini) {
   s.prune.sparsegpt.percdamp = ini.number("prune", "percdamp", 0.01, 0.0, 10.0);
   s.prune.sparsegpt.max_damping_retries = int(ini.integer("prune", "damping_retries", 4, 0, 20));
   s.prune.forward_batch = ini.integer("prune", "forward_batch", 8, 1, 4096);
-  s.prune.offload_activations = ini.boolean("prune", "offload_activations", false);
+  // Where the hidden states of every calibration sequence (and of every window of a streamed evaluation) live.
+  s.prune.activations = opt::parse_activation_place(
+      ini.choice("prune", "offload_activations", "auto", {"auto", "device", "host", "disk", "true", "false"}));
   s.prune.measure_reconstruction = ini.boolean("prune", "measure_reconstruction", true);
 
   train::TrainOptions rd;

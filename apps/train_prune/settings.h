@@ -16,9 +16,13 @@
 
 namespace pt::app {
 
+// [model] stream: auto streams when the model would not fit the device or the host (apps/train_prune/memory_plan.h).
+enum class StreamMode { automatic, on, off };
+
 struct Settings {
   RunSection run;
   ModelSection model;
+  StreamMode stream = StreamMode::automatic;
   std::string pretrain_config;
   DataSection data;
   prune::CalibrationOptions calibration;

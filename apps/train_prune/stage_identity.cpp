@@ -16,7 +16,7 @@ namespace {
 
 // Keys of a section that do not change a stage's result (see the header).
 const std::map<std::string, std::set<std::string>> kIgnored = {
-    {"model", {"weights", "pretrain_config"}},
+    {"model", {"weights", "pretrain_config", "stream"}},
     {"prune", {"offload_activations"}},
     {"retrain", {"scope", "checkpoint_every", "log_every", "eval_every"}},
 };

@@ -3,12 +3,16 @@
 // it consumes, and (through its parent) everything its starting model came from:
 //   every stage   [run] device (resolved), seed, kernels, linear_kernel; every [kernels] key given; every [eval]
 //                 key; the test tokens
-//   dense         every [model] key but the weights' path; the checksum of the weights themselves
+//   dense         every [model] key but the weights' path and stream; the checksum of the weights themselves
 //   prune         every [prune] key but offload_activations (memory only); the calibration windows
 //   retrain       every [retrain] key but scope (in the key) and checkpoint_every / log_every / eval_every (a
 //                 retraining stage evaluates nothing mid-way, and resumes bit-identically); the train tokens
 // Left out on purpose: [run] output, threads, checkpoint_gzip, checkpoint_sparse (where and how results are
 // stored), and paths ([data] dir, cache, train_path, calib_file), whose contents the checksums cover.
+// [model] stream and [prune] offload_activations only say where the model and the activations live while a stage
+// runs: a streamed stage computes the same operations on the same chunks as an in-memory one, and its weights,
+// masks and perplexity are bit-identical on the CPU (tests/test_streamed_train_prune.cpp), so either kind of run
+// reuses the other's finished stages. (On CUDA, too, the same kernels run in the same order.)
 //
 // identity = sha256(parent's identity, key, inputs). A stage's record keeps its identity and its inputs, so a
 // rerun that would reuse it with other inputs can say exactly what changed.

@@ -11,6 +11,7 @@
 #include "corpus/sha256.h"
 #include "opt/perplexity.h"
 #include "tensor/error.h"
+#include "tensor/memory_report.h"
 #include "tensor/nvtx.h"
 #include "prune/pattern.h"
 
@@ -44,7 +45,13 @@ json to_json(const StageRecord& r) {
           {"identity", r.identity},
           {"inputs", r.inputs},
           {"checkpoint_bytes", r.checkpoint_bytes},
-          {"checkpoint_sha256", r.checkpoint_sha256}};
+          {"checkpoint_sha256", r.checkpoint_sha256},
+          {"checkpoint", r.checkpoint},
+          {"streamed", r.streamed},
+          {"peak_host_rss_bytes", r.peak_host_rss_bytes},
+          {"peak_device_bytes", r.peak_device_bytes},
+          {"peak_host_tensor_bytes", r.peak_host_tensor_bytes},
+          {"peak_device_tensor_bytes", r.peak_device_tensor_bytes}};
 }
 
 StageRecord from_json(const json& j) {
@@ -68,10 +75,26 @@ StageRecord from_json(const json& j) {
   if (j.contains("inputs")) r.inputs = j.at("inputs").get<StageInputs>();
   r.checkpoint_bytes = j.value("checkpoint_bytes", int64_t(0));
   r.checkpoint_sha256 = j.value("checkpoint_sha256", std::string());
+  r.checkpoint = j.value("checkpoint", std::string("stage"));  // records written before streaming existed
+  r.streamed = j.value("streamed", false);
+  r.peak_host_rss_bytes = j.value("peak_host_rss_bytes", int64_t(0));
+  r.peak_device_bytes = j.value("peak_device_bytes", int64_t(0));
+  r.peak_host_tensor_bytes = j.value("peak_host_tensor_bytes", int64_t(0));
+  r.peak_device_tensor_bytes = j.value("peak_device_tensor_bytes", int64_t(0));
   return r;
 }
 
 }  // namespace
+
+json stage_record_json(const StageRecord& r) { return to_json(r); }
+
+std::string describe_checkpoint_size(const nn::SaveReport& saved) {
+  char size[160];
+  std::snprintf(size, sizeof size, "  checkpoint %.1f MB; its %lld pruned matrices take %.1f MB compressed (%.1f MB dense)",
+                double(saved.file_bytes) / 1e6, (long long)saved.compressed_parameters,
+                double(saved.parameter_bytes_stored) / 1e6, double(saved.parameter_bytes_dense) / 1e6);
+  return size;
+}
 
 double measured_sparsity(opt::OptForCausalLM& model) {
   double pruned = 0, total = 0;
@@ -100,6 +123,9 @@ std::string StageRunner::record_path(const std::string& key) const {
 std::string StageRunner::checkpoint_path(const std::string& key) const {
   return ctx_.output + "/stages/" + ctx_.plan->stage(key).id + ".h5";
 }
+std::string StageRunner::shards_path(const std::string& key) const {
+  return ctx_.output + "/stages/" + ctx_.plan->stage(key).id + ".hf";
+}
 std::string StageRunner::train_checkpoint_path(const std::string& key) const {
   return ctx_.output + "/stages/" + ctx_.plan->stage(key).id + ".train.h5";
 }
@@ -123,7 +149,9 @@ size_t StageRunner::verify_completed() {
   const std::string redo = "; choose another [run] output, or remove " + ctx_.output + "/stages to recompute";
   for (const Stage& st : ctx_.plan->stages) {
     const std::string rec_path = record_path(st.key);
-    if (fs::exists(rec_path) && fs::exists(checkpoint_path(st.key))) {
+    // A streamed dense stage has no checkpoint: its model is [model] weights, whose checksum is in its identity.
+    const bool maybe_weights = st.op.kind == StageOp::Kind::dense && fs::exists(rec_path);
+    if (fs::exists(rec_path) && (fs::exists(checkpoint_path(st.key)) || maybe_weights)) {
       std::ifstream in(rec_path);
       json j;
       StageRecord rec;
@@ -133,6 +161,7 @@ size_t StageRunner::verify_completed() {
       } catch (const json::exception& e) {
         PT_FAIL("stage record ", rec_path, " is damaged (", e.what(), "); remove it to recompute the stage");
       }
+      if (!fs::exists(checkpoint_path(st.key)) && rec.checkpoint != "weights") continue;
       PT_CHECK(rec.key == st.key, "stage record ", rec_path, " belongs to stage '", rec.key, "', not '", st.key, "'");
       PT_CHECK(!rec.identity.empty(), "stage record ", rec_path, " of stage '", st.key,
                "' was written by an older build and does not say which settings and data made it", redo);
@@ -142,10 +171,11 @@ size_t StageRunner::verify_completed() {
                  st.parent, "' (whose record is gone)", redo);
         PT_FAIL("stage '", st.key, "' in ", ctx_.output, " was made with other inputs: ", change, redo);
       }
-      verify_checkpoint(rec);
+      if (rec.checkpoint != "weights") verify_checkpoint(rec);
       complete_[st.key] = rec;
       continue;
     }
+    if (ctx_.stream) check_unfinished_layers(st);
     // An unfinished retraining stage resumes from its mid-stage checkpoint only if that was made by this stage.
     const std::string partial = train_checkpoint_path(st.key);
     if (st.op.kind != StageOp::Kind::retrain || !fs::exists(partial)) continue;
@@ -234,6 +264,31 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   rec.inputs = inputs_.at(stage.key);
   fs::create_directories(ctx_.output + "/stages");
   ctx_.log->line("stage " + stage.id + ": " + stage.key);
+  reset_memory_peaks();
+  const int64_t rss_at_start = current_rss_bytes();  // what the run held before the stage (data, tokenizer, code)
+  if (ctx_.stream && stage.op.kind != StageOp::Kind::retrain) run_streamed(stage, rec);
+  else run_in_memory(stage, rec);
+  const MemoryPeaks peaks = memory_peaks();  // the checkpoint's writing included
+  rec.peak_host_rss_bytes = peaks.host_rss_bytes;
+  rec.peak_device_bytes = peaks.device_bytes;
+  rec.peak_host_tensor_bytes = peaks.host_tensor_bytes;
+  rec.peak_device_tensor_bytes = peaks.device_tensor_bytes;
+  write_file_atomic(record_path(stage.key), to_json(rec).dump(2) + "\n");
+  complete_[stage.key] = rec;
+  fs::remove(train_checkpoint_path(stage.key));
+  char line[400];
+  std::snprintf(line, sizeof line,
+                "stage %s done: perplexity %.3f, sparsity %.4f, %.1fs (+%.1fs eval); peak memory: host RSS %s%s (%s at "
+                "the start), %s tensors %s",
+                stage.id.c_str(), rec.perplexity, rec.sparsity, rec.op_seconds, rec.eval_seconds,
+                format_bytes(rec.peak_host_rss_bytes).c_str(), peaks.host_rss_reset ? "" : " (since the start)",
+                format_bytes(rss_at_start).c_str(),
+                device_name(ctx_.device), format_bytes(ctx_.device == Device::cuda ? rec.peak_device_bytes : rec.peak_host_tensor_bytes).c_str());
+  ctx_.log->line(line);
+  return rec;
+}
+
+void StageRunner::run_in_memory(const Stage& stage, StageRecord& rec) {
   const auto start = std::chrono::steady_clock::now();
   if (stage.op.kind == StageOp::Kind::dense) {
     rec.kind = "dense";
@@ -284,24 +339,11 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   ck.stage = stage.key;
   ck.metrics = to_json(rec).dump();
   const nn::SaveReport saved = nn::save_checkpoint(checkpoint_path(stage.key), ck, ctx_.save);
-  if (saved.compressed_parameters > 0) {
-    char size[160];
-    std::snprintf(size, sizeof size, "  checkpoint %.1f MB; its %lld pruned matrices take %.1f MB compressed (%.1f MB dense)",
-                  double(saved.file_bytes) / 1e6, (long long)saved.compressed_parameters,
-                  double(saved.parameter_bytes_stored) / 1e6, double(saved.parameter_bytes_dense) / 1e6);
-    ctx_.log->line(size);
-  }
+  if (saved.compressed_parameters > 0) ctx_.log->line(describe_checkpoint_size(saved));
   rec.checkpoint_bytes = saved.file_bytes;
   rec.checkpoint_sha256 = corpus::sha256_file_hex(checkpoint_path(stage.key));
-  write_file_atomic(record_path(stage.key), to_json(rec).dump(2) + "\n");
-  complete_[stage.key] = rec;
-  fs::remove(train_checkpoint_path(stage.key));
   model_key_ = stage.key;
-  char line[256];
-  std::snprintf(line, sizeof line, "stage %s done: perplexity %.3f, sparsity %.4f, %.1fs (+%.1fs eval)", stage.id.c_str(),
-                rec.perplexity, rec.sparsity, rec.op_seconds, rec.eval_seconds);
-  ctx_.log->line(line);
-  return rec;
+  fs::remove_all(shards_path(stage.key));  // left by an interrupted streamed run of this stage: no longer its output
 }
 
 }  // namespace pt::app

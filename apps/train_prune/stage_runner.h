@@ -11,12 +11,20 @@
 // The model in memory follows the chain being worked on; a stage whose parent is not in memory starts from
 // the parent's checkpoint (or from the model source for the dense stage). Checkpoints hold f32 weights and
 // masks exactly, so a resumed run computes what an uninterrupted one does.
+//
+// Streamed runs ([model] stream, memory_plan.h) never hold the model: the dense stage evaluates the weights layer by
+// layer where they are (its record says so; it writes no checkpoint), and a prune stage walks its parent (the
+// weights, or the parent's checkpoint read per dataset) layer by layer, writing each pruned layer at once to
+// stages/<id>.hf/ (Hugging Face shards, masks beside them) and to its checkpoint, then evaluates from those shards.
+// A killed streamed stage resumes at its first unfinished layer and ends with the same results. Retraining stages
+// run in memory either way. Every record holds the stage's memory peaks (tensor/memory_report.h).
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "apps/common/run_log.h"
@@ -25,6 +33,7 @@
 #include "apps/train_prune/stage_identity.h"
 #include "nn/checkpoint.h"
 #include "nn/linear_kernel.h"
+#include "opt/weight_source.h"
 #include "prune/pattern.h"
 #include "train/trainer.h"
 
@@ -48,6 +57,12 @@ struct StageRecord {
   StageInputs inputs;            // ... and its inputs, so a mismatch can be explained
   int64_t checkpoint_bytes = 0;  // the stage's checkpoint as written: a rerun relies on it being intact
   std::string checkpoint_sha256;
+  std::string checkpoint = "stage";  // "stage": stages/<id>.h5; "weights": none, the stage is [model] weights itself
+  bool streamed = false;             // its layers were streamed from disk
+  // Peaks over the stage (reset at its start): the resident set (VmHWM) and the device memory the CUDA allocator
+  // held, with both allocators' live-tensor peaks.
+  int64_t peak_host_rss_bytes = 0, peak_device_bytes = 0;
+  int64_t peak_host_tensor_bytes = 0, peak_device_tensor_bytes = 0;
 };
 
 struct RunContext {
@@ -70,6 +85,7 @@ struct RunContext {
   bool show_progress = true;
   RunLog* log = nullptr;
   RunFacts facts;                            // what the stages' identities are made of
+  bool stream = false;                       // prune and evaluation stages stream the model (memory_plan.h)
   std::unique_ptr<opt::OptForCausalLM> dense_model;  // the model as loaded (and checked) at the start, or null
 };
 
@@ -85,6 +101,8 @@ class StageRunner {
   bool is_complete(const std::string& key) const { return complete_.count(key) > 0; }
   void set_log(RunLog* log) { ctx_.log = log; }  // before the first stage runs
   std::string checkpoint_path(const std::string& key) const;
+  // A streamed prune stage's Hugging Face folder (shards, index, config.json; masks beside them).
+  std::string shards_path(const std::string& key) const;
   // The model as that stage left it (loaded from its checkpoint when not in memory).
   opt::OptForCausalLM& model_at(const std::string& key);
 
@@ -95,7 +113,13 @@ class StageRunner {
   void verify_checkpoint(const StageRecord& rec) const;     // size and sha256 as recorded
   void bring_model_to(const std::string& key);
   StageRecord run_stage(const Stage& stage);
+  void run_in_memory(const Stage& stage, StageRecord& rec);
   double evaluate(StageRecord& rec);
+  // stage_runner_streamed.cpp
+  void run_streamed(const Stage& stage, StageRecord& rec);
+  void evaluate_streamed(StageRecord& rec, std::shared_ptr<const opt::WeightSource> source);
+  std::shared_ptr<const opt::WeightSource> source_of(const std::string& key) const;  // the model a stage left
+  void check_unfinished_layers(const Stage& stage) const;  // stages/<id>.hf of another pass: one line
 
   RunContext ctx_;
   std::map<std::string, std::string> identity_;   // stage key -> identity
@@ -107,5 +131,9 @@ class StageRunner {
 
 // Fraction of pruned entries over every decoder Linear weight (0 when none has a mask).
 double measured_sparsity(opt::OptForCausalLM& model);
+// "  checkpoint 12.3 MB; its 72 pruned matrices take ..." for a checkpoint with compressed parameters.
+std::string describe_checkpoint_size(const nn::SaveReport& saved);
+// The record as stored in stages/<id>.json and in its checkpoint's metrics.
+nlohmann::json stage_record_json(const StageRecord& record);
 
 }  // namespace pt::app

@@ -83,6 +83,7 @@ void* allocate(size_t nbytes) {
   p.stats.num_cuda_mallocs++;
   p.stats.allocated_bytes += size;
   p.stats.reserved_bytes += size;
+  p.stats.peak_reserved_bytes = std::max(p.stats.peak_reserved_bytes, p.stats.reserved_bytes);
   p.stats.peak_allocated_bytes = std::max(p.stats.peak_allocated_bytes, p.stats.allocated_bytes);
   return ptr;
 }
@@ -103,6 +104,13 @@ void empty_cache() {
   std::lock_guard<std::mutex> lock(p.mu);
   cudaDeviceSynchronize();
   p.release_cached();
+}
+
+void reset_peak_stats() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.stats.peak_allocated_bytes = p.stats.allocated_bytes;
+  p.stats.peak_reserved_bytes = p.stats.reserved_bytes;
 }
 
 AllocatorStats allocator_stats() {

@@ -11,7 +11,8 @@ namespace pt::cuda {
 struct AllocatorStats {
   size_t allocated_bytes = 0;   // in live blocks
   size_t reserved_bytes = 0;    // live + cached
-  size_t peak_allocated_bytes = 0;
+  size_t peak_allocated_bytes = 0;  // since the start, or since the last reset_peak_stats()
+  size_t peak_reserved_bytes = 0;   // what the pool held from cudaMalloc at its highest
   size_t num_cuda_mallocs = 0;  // total cudaMalloc calls so far
   size_t num_cache_hits = 0;
 };
@@ -20,5 +21,6 @@ void* allocate(size_t nbytes);
 void deallocate(void* ptr);
 void empty_cache();  // cudaFree every cached (unused) block
 AllocatorStats allocator_stats();
+void reset_peak_stats();  // the peaks restart from what is allocated / reserved now
 
 }  // namespace pt::cuda
