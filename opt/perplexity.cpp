@@ -28,11 +28,13 @@ PerplexityResult evaluate_perplexity(OptForCausalLM& model, const std::vector<in
   const bool was_training = model.is_training();
   model.eval();
   const Device dev = model.device();
-  Progress progress("perplexity", windows * o.seqlen, "tok", o.show_progress);
+  dist::Communicator& comm = o.comm ? *o.comm : dist::one_process();
+  const dist::Range mine = comm.share(windows);  // this rank's windows
+  Progress progress("perplexity", mine.size() * o.seqlen, "tok", o.show_progress && comm.rank() == 0);
 
   double nll_sum = 0;
-  for (int64_t w0 = 0; w0 < windows; w0 += o.batch_size) {
-    const int64_t b = std::min(o.batch_size, windows - w0);
+  for (int64_t w0 = mine.begin; w0 < mine.end; w0 += o.batch_size) {
+    const int64_t b = std::min(o.batch_size, mine.end - w0);
     std::vector<int64_t> ids(size_t(b * o.seqlen));
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = tokens[size_t(w0 * o.seqlen) + i];
     Tensor batch = Tensor::from_vector(ids, {b, o.seqlen}, dev);
@@ -46,6 +48,7 @@ PerplexityResult evaluate_perplexity(OptForCausalLM& model, const std::vector<in
   }
   progress.finish();
   if (was_training) model.train();
+  nll_sum = comm.all_reduce_sum(nll_sum);
 
   PerplexityResult r;
   r.windows = windows;

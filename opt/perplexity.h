@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "tensor/tensor.h"
 
 namespace pt::opt {
@@ -19,6 +20,9 @@ struct PerplexityOptions {
   int64_t max_windows = 0;        // 0 = all windows (a smaller number gives a quick estimate)
   bool show_progress = true;
   std::string source;             // where the tokens came from (a text file), named in errors
+  // Several ranks: each scores its share of the windows and the NLL sums are added up (every rank gets the
+  // result). Null: this process alone.
+  dist::Communicator* comm = nullptr;
 };
 
 struct PerplexityResult {

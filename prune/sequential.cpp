@@ -5,8 +5,10 @@
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <set>
 
 #include "autograd/variable.h"
+#include "prune/calibration_across_ranks.h"
 #include "prune/magnitude.h"
 #include "prune/reconstruction.h"
 #include "prune/wanda.h"
@@ -246,6 +248,8 @@ void check_options(opt::OptForCausalLM& model, const Tensor& ids, const Sequenti
   if (!ids.defined()) return;
   PT_CHECK(ids.dim() == 2 && (ids.dtype() == DType::i32 || ids.dtype() == DType::i64) && ids.numel() >= 1,
            "prune_model: calibration ids ", ids.describe(), " must be a non-empty i32/i64 [nsamples, seqlen] tensor");
+  PT_CHECK(!o.comm || ids.size(0) >= o.comm->size(), "prune_model: ", ids.size(0), " calibration windows for ",
+           o.comm ? o.comm->size() : 1, " ranks; every rank needs at least one");
   PT_CHECK(ids.size(1) <= model.config().max_position_embeddings, "prune_model: calibration windows of ",
            ids.size(1), " tokens are longer than the model's context ", model.config().max_position_embeddings);
 }
@@ -268,8 +272,11 @@ const char* prune_method_name(PruneMethod method) {
   return "?";
 }
 
-PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& ids, const SequentialPruneOptions& o) {
-  check_options(model, ids, o);
+PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& all_ids, const SequentialPruneOptions& o) {
+  check_options(model, all_ids, o);
+  dist::Communicator& comm = o.comm ? *o.comm : dist::one_process();
+  const dist::Range my_windows = comm.share(all_ids.defined() ? all_ids.size(0) : 0);
+  const Tensor ids = all_ids.defined() ? all_ids.narrow(0, my_windows.begin, my_windows.size()) : all_ids;
   autograd::NoGradGuard no_grad;
   EvalModeScope eval_mode(model);
   ObserverStash stash(model);
@@ -283,12 +290,12 @@ PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& ids, const Seq
   report.method = o.method;
   report.pattern = o.pattern.describe();
   if (ids.defined()) {
-    report.nsamples = ids.size(0);
+    report.nsamples = all_ids.size(0);
     report.seqlen = ids.size(1);
   }
   const std::string label = std::string("prune ") + prune_method_name(o.method) + " " + report.pattern;
   DeviceTimer total_timer(device);
-  Progress progress(label, num_layers, "layer", o.show_progress);
+  Progress progress(label, num_layers, "layer", o.show_progress && comm.rank() == 0);
 
   // Double-buffered activations: `inputs` holds layer i's inputs, `outputs` receives its outputs, then they swap.
   Tensor inputs, outputs;
@@ -320,6 +327,16 @@ PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& ids, const Seq
                     [&](int64_t b) { observers->begin_chunk(b); }, [&] { observers->end_chunk(); });
     }
 
+    if (observers && comm.size() > 1) {  // each distinct input's statistics summed once
+      std::set<InputStatistics*> summed;
+      for (size_t j = 0; j < linears.size(); ++j) {
+        InputStatistics* s = observers->statistics(j);
+        if (!s || !summed.insert(s).second) continue;
+        if (s->hessian.H().defined()) all_reduce_hessian(comm, s->hessian);
+        if (s->wanda.scaler_row.defined()) all_reduce_wanda(comm, s->wanda);
+      }
+    }
+
     LayerPruneReport lr;
     lr.layer = i;
     double layer_pruned = 0, layer_numel = 0, layer_error = 0;
@@ -328,7 +345,9 @@ PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& ids, const Seq
       const InputStatistics* stats = observers ? observers->statistics(j) : nullptr;
       PT_CHECK(!sequential || stats, "prune_model: ", full_name, " saw no input during the calibration forward");
       if (o.hessian_observer && stats && stats->hessian.H().defined()) o.hessian_observer(full_name, stats->hessian.H());
-      MatrixPruneReport r = prune_linear(*named[j].second, stats, o);
+      const int owner = matrix_owner(comm, j);
+      MatrixPruneReport r = comm.rank() == owner ? prune_linear(*named[j].second, stats, o) : MatrixPruneReport{};
+      if (comm.size() > 1) share_pruned_matrix(comm, owner, *named[j].second, r);
       r.name = full_name;
       r.layer = i;
       const double numel = double(r.rows * r.cols);
@@ -351,7 +370,7 @@ PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& ids, const Seq
     total_error += layer_error;
     report.layers.push_back(lr);
 
-    if (o.log) {
+    if (o.log && comm.rank() == 0) {
       char line[256];
       std::snprintf(line, sizeof line, "%s: layer %lld/%lld in %.2fs, sparsity %.4f, reconstruction error %s",
                     label.c_str(), (long long)(i + 1), (long long)num_layers, lr.seconds, lr.sparsity,
