@@ -197,6 +197,7 @@ double StageRunner::evaluate(StageRecord& rec) {
   po.batch_size = ctx_.eval.batch;
   po.max_windows = ctx_.eval.windows;
   po.show_progress = ctx_.show_progress;
+  po.comm = ctx_.comm;
   // Pruned layers run on the configured kernel for the evaluation only (training needs the dense weights).
   const auto layers = model_->linear_layers();
   const std::string kernel = sparse::linear_kernel_name(ctx_.linear_kernel.kernel);
@@ -225,7 +226,8 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   rec.reconstruction_error = NAN;
   rec.identity = identity_.at(stage.key);
   rec.inputs = inputs_.at(stage.key);
-  fs::create_directories(ctx_.output + "/stages");
+  const bool writes = !ctx_.comm || ctx_.comm->rank() == 0;
+  if (writes) fs::create_directories(ctx_.output + "/stages");
   ctx_.log->line("stage " + stage.id + ": " + stage.key);
   const auto start = std::chrono::steady_clock::now();
   if (stage.op.kind == StageOp::Kind::dense) {
@@ -242,6 +244,7 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
       po.pattern = ctx_.pattern.is_nm() ? ctx_.pattern : prune::SparsityPattern::unstructured(stage.op.sparsity);
       po.show_progress = ctx_.show_progress;
       po.log = [this](const std::string& s) { ctx_.log->line("  " + s); };
+      po.comm = ctx_.comm;
       const bool needs_data = stage.op.method != prune::PruneMethod::magnitude || po.measure_reconstruction;
       const prune::PruneReport report = prune::prune_model(*model_, needs_data ? ctx_.calibration_ids : Tensor(), po);
       rec.reconstruction_error = report.reconstruction_error;
@@ -271,6 +274,12 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   rec.sparsity = measured_sparsity(*model_);
   evaluate(rec);
 
+  if (!writes) {  // rank 0 writes this stage; the others go on when it has
+    ctx_.comm->barrier();
+    complete_[stage.key] = rec;
+    model_key_ = stage.key;
+    return rec;
+  }
   // Checkpoint first, record second: a record always has its checkpoint.
   nn::Checkpoint ck = train::model_checkpoint(*model_);
   ck.run_config = ctx_.run_config;
@@ -289,6 +298,7 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   write_file_atomic(record_path(stage.key), to_json(rec).dump(2) + "\n");
   complete_[stage.key] = rec;
   fs::remove(train_checkpoint_path(stage.key));
+  if (ctx_.comm) ctx_.comm->barrier();
   model_key_ = stage.key;
   char line[256];
   std::snprintf(line, sizeof line, "stage %s done: perplexity %.3f, sparsity %.4f, %.1fs (+%.1fs eval)", stage.id.c_str(),

@@ -23,6 +23,7 @@
 #include "apps/common/sections.h"
 #include "apps/train_prune/plan.h"
 #include "apps/train_prune/stage_identity.h"
+#include "dist/communicator.h"
 #include "nn/checkpoint.h"
 #include "nn/linear_kernel.h"
 #include "prune/pattern.h"
@@ -68,6 +69,9 @@ struct RunContext {
   RunLog* log = nullptr;
   RunFacts facts;                            // what the stages' identities are made of
   std::unique_ptr<opt::OptForCausalLM> dense_model;  // the model as loaded (and checked) at the start, or null
+  // Several ranks: pruning and evaluation split their windows across them; rank 0 alone writes checkpoints and
+  // records, the others wait for it. Null: this process alone.
+  dist::Communicator* comm = nullptr;
 };
 
 class StageRunner {
