@@ -161,10 +161,8 @@ int main(int argc, char** argv) try {
     no_progress = true;  // progress bars (stderr) and tables (stdout) are rank 0's
     PT_CHECK(std::freopen("/dev/null", "w", stdout), g_comm->describe(), ": cannot silence stdout");
   }
-  if (g_comm->size() > 1)
-    for (const auto& st : s.plan.stages)
-      PT_CHECK(st.op.kind != app::StageOp::Kind::retrain || s.retrain.steps == 0, "stage '", st.key, "': retraining on ",
-               g_comm->size(), " ranks is not supported yet; run this plan with one process, or set [retrain] steps = 0");
+  PT_CHECK(s.retrain.batch_size >= g_comm->size(), "[retrain] batch_size = ", s.retrain.batch_size, " windows are split across ",
+           g_comm->size(), " ranks: use batch_size >= ", g_comm->size(), " or fewer ranks");
   const ExportRequest exported = parse_export(export_cell, export_dir, s);
   std::printf("# resolved configuration (%s)\n%s\n", config_path.c_str(), s.resolved.c_str());
   app::print_plan(s, s.run.output);
@@ -209,7 +207,7 @@ int main(int argc, char** argv) try {
            std::to_string(s.plan.stages.size()) + " stages already complete)");
   for (const auto& n : in.notes) log.line(n);
   if (g_comm->size() > 1)
-    log.line(std::to_string(g_comm->size()) + " ranks (" + g_comm->backend() + "): calibration and evaluation windows split across them");
+    log.line(std::to_string(g_comm->size()) + " ranks (" + g_comm->backend() + "): calibration, training and evaluation windows split across them");
   // The calibration windows: sampled once (or read), recorded with the run, shared by every pruning stage.
   if (writes) write_file_atomic(s.run.output + "/config.resolved.ini", s.resolved);
   if (writes) prune::write_calibration_windows(s.run.output + "/calibration_windows.txt", in.calibration,

@@ -263,6 +263,7 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
         // so an iterative chain does not see the same windows at every step of the schedule.
         to.seed = ctx_.seed ^ std::stoull(stage.id, nullptr, 16);
         to.show_progress = ctx_.show_progress;
+        to.comm = ctx_.comm;
         to.log = [this](const std::string& s) { ctx_.log->line("  " + s); };
         const train::TrainResult tr = train::train_model(*model_, sel.params, *ctx_.train_tokens, {}, to);
         rec.final_train_loss = tr.history.empty() ? 0.0 : tr.history.back().loss;
