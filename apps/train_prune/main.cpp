@@ -161,7 +161,9 @@ int main(int argc, char** argv) try {
     no_progress = true;  // progress bars (stderr) and tables (stdout) are rank 0's
     PT_CHECK(std::freopen("/dev/null", "w", stdout), g_comm->describe(), ": cannot silence stdout");
   }
-  PT_CHECK(s.retrain.batch_size >= g_comm->size(), "[retrain] batch_size = ", s.retrain.batch_size, " windows are split across ",
+  bool retrains = false;
+  for (const auto& st : s.plan.stages) retrains |= st.op.kind == app::StageOp::Kind::retrain && s.retrain.steps > 0;
+  PT_CHECK(!retrains || s.retrain.batch_size >= g_comm->size(), "[retrain] batch_size = ", s.retrain.batch_size, " windows are split across ",
            g_comm->size(), " ranks: use batch_size >= ", g_comm->size(), " or fewer ranks");
   const ExportRequest exported = parse_export(export_cell, export_dir, s);
   std::printf("# resolved configuration (%s)\n%s\n", config_path.c_str(), s.resolved.c_str());
