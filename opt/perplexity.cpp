@@ -42,10 +42,12 @@ PerplexityResult evaluate_perplexity(ModelLayers& walk, const std::vector<int32_
   autograd::NoGradGuard no_grad;
   const Device dev = walk.device();
   const int64_t layers = walk.num_layers(), c = cfg.hidden_size;
-  // Windows per pass over the layers: a batch when every layer is resident, all of them when layers stream.
-  const int64_t group = walk.streamed() ? windows : o.batch_size;
-  Progress progress("perplexity", walk.streamed() ? layers + 2 : windows * o.seqlen, walk.streamed() ? "layer" : "tok",
-                    o.show_progress);
+  dist::Communicator& comm = o.comm ? *o.comm : dist::one_process();
+  const dist::Range mine = comm.share(windows);  // this rank's windows
+  // Windows per pass over the layers: a batch when every layer is resident, all of this rank's when layers stream.
+  const int64_t group = walk.streamed() ? std::max<int64_t>(1, mine.size()) : o.batch_size;
+  Progress progress("perplexity", walk.streamed() ? layers + 2 : mine.size() * o.seqlen,
+                    walk.streamed() ? "layer" : "tok", o.show_progress && comm.rank() == 0);
   auto batch_ids = [&](int64_t w0, int64_t b) {
     std::vector<int64_t> ids(size_t(b * o.seqlen));
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = tokens[size_t(w0 * o.seqlen) + i];
@@ -53,8 +55,8 @@ PerplexityResult evaluate_perplexity(ModelLayers& walk, const std::vector<int32_
   };
 
   double nll_sum = 0;
-  for (int64_t g0 = 0; g0 < windows; g0 += group) {
-    const int64_t n = std::min(group, windows - g0);
+  for (int64_t g0 = mine.begin; g0 < mine.end; g0 += group) {
+    const int64_t n = std::min(group, mine.end - g0);
     const ActivationPlace place = walk.streamed()
                                       ? resolve_activation_place(o.activations, n, o.seqlen, c, walk.dtype(), dev)
                                       : ActivationPlace::device;
@@ -92,6 +94,7 @@ PerplexityResult evaluate_perplexity(ModelLayers& walk, const std::vector<int32_
     if (walk.streamed()) progress.advance(1);
   }
   progress.finish();
+  nll_sum = comm.all_reduce_sum(nll_sum);
 
   PerplexityResult r;
   r.windows = windows;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "opt/activation_store.h"
 #include "tensor/tensor.h"
 
@@ -27,6 +28,9 @@ struct PerplexityOptions {
   int64_t max_windows = 0;        // 0 = all windows (a smaller number gives a quick estimate)
   bool show_progress = true;
   std::string source;             // where the tokens came from (a text file), named in errors
+  // Several ranks: each scores its share of the windows and the NLL sums are added up (every rank gets the
+  // result). Null: this process alone.
+  dist::Communicator* comm = nullptr;
   // Streamed walks: where every window's hidden states live (automatic: device, else host, else a file).
   ActivationPlace activations = ActivationPlace::automatic;
   std::string activation_dir;     // a disk store's folder ("" = the system's temporary folder)

@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <limits>
 #include <memory>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "autograd/variable.h"
+#include "prune/calibration_across_ranks.h"
 #include "prune/magnitude.h"
 #include "prune/reconstruction.h"
 #include "prune/wanda.h"
@@ -241,6 +243,8 @@ void check_options(const opt::OptConfig& config, const Tensor& ids, const Sequen
   if (!ids.defined()) return;
   PT_CHECK(ids.dim() == 2 && (ids.dtype() == DType::i32 || ids.dtype() == DType::i64) && ids.numel() >= 1,
            "prune_model: calibration ids ", ids.describe(), " must be a non-empty i32/i64 [nsamples, seqlen] tensor");
+  PT_CHECK(!o.comm || ids.size(0) >= o.comm->size(), "prune_model: ", ids.size(0), " calibration windows for ",
+           o.comm ? o.comm->size() : 1, " ranks; every rank needs at least one");
   PT_CHECK(ids.size(1) <= config.max_position_embeddings, "prune_model: calibration windows of ", ids.size(1),
            " tokens are longer than the model's context ", config.max_position_embeddings);
 }
@@ -321,8 +325,11 @@ PruneReport prune_model(opt::OptForCausalLM& model, const Tensor& ids, const Seq
   return prune_layers(layers, ids, o);
 }
 
-PruneReport prune_layers(opt::ModelLayers& walk, const Tensor& ids, const SequentialPruneOptions& o) {
-  check_options(walk.config(), ids, o);
+PruneReport prune_layers(opt::ModelLayers& walk, const Tensor& all_ids, const SequentialPruneOptions& o) {
+  check_options(walk.config(), all_ids, o);
+  dist::Communicator& comm = o.comm ? *o.comm : dist::one_process();
+  const dist::Range my_windows = comm.share(all_ids.defined() ? all_ids.size(0) : 0);
+  const Tensor ids = all_ids.defined() ? all_ids.narrow(0, my_windows.begin, my_windows.size()) : all_ids;
   autograd::NoGradGuard no_grad;
   const Device device = walk.device();
   const int64_t num_layers = walk.num_layers();
@@ -334,12 +341,12 @@ PruneReport prune_layers(opt::ModelLayers& walk, const Tensor& ids, const Sequen
   report.method = o.method;
   report.pattern = o.pattern.describe();
   if (ids.defined()) {
-    report.nsamples = ids.size(0);
+    report.nsamples = all_ids.size(0);
     report.seqlen = ids.size(1);
   }
   const std::string label = std::string("prune ") + prune_method_name(o.method) + " " + report.pattern;
   DeviceTimer total_timer(device);
-  Progress progress(label, num_layers, "layer", o.show_progress);
+  Progress progress(label, num_layers, "layer", o.show_progress && comm.rank() == 0);
 
   // Layers an interrupted pass finished come first; activations are needed only while a layer is left to prune.
   int64_t first_open = 0;
@@ -390,13 +397,24 @@ PruneReport prune_layers(opt::ModelLayers& walk, const Tensor& ids, const Sequen
         forward_layer(layer, inputs, nullptr, o.forward_batch, [&](int64_t b) { observers->begin_chunk(b); },
                       [&] { observers->end_chunk(); });
       }
+      if (observers && comm.size() > 1) {  // each distinct input's statistics summed once
+        std::set<InputStatistics*> summed;
+        for (size_t j = 0; j < linears.size(); ++j) {
+          InputStatistics* st = observers->statistics(j);
+          if (!st || !summed.insert(st).second) continue;
+          if (st->hessian.H().defined()) all_reduce_hessian(comm, st->hessian);
+          if (st->wanda.scaler_row.defined()) all_reduce_wanda(comm, st->wanda);
+        }
+      }
       lr.layer = i;
       for (size_t j = 0; j < named.size(); ++j) {
         const std::string full_name = opt::layer_prefix(i) + named[j].first;
         const InputStatistics* stats = observers ? observers->statistics(j) : nullptr;
         PT_CHECK(!sequential || stats, "prune_model: ", full_name, " saw no input during the calibration forward");
         if (o.hessian_observer && stats && stats->hessian.H().defined()) o.hessian_observer(full_name, stats->hessian.H());
-        MatrixPruneReport r = prune_linear(*named[j].second, stats, o);
+        const int owner = matrix_owner(comm, j);
+        MatrixPruneReport r = comm.rank() == owner ? prune_linear(*named[j].second, stats, o) : MatrixPruneReport{};
+        if (comm.size() > 1) share_pruned_matrix(comm, owner, *named[j].second, r);
         r.name = full_name;
         r.layer = i;
         report.matrices.push_back(std::move(r));
@@ -427,7 +445,7 @@ PruneReport prune_layers(opt::ModelLayers& walk, const Tensor& ids, const Sequen
     total_error += lr.reconstruction_error;
     report.layers.push_back(lr);
 
-    if (o.log) {
+    if (o.log && comm.rank() == 0) {
       char line[320];
       std::snprintf(line, sizeof line, "%s: layer %lld/%lld in %.2fs, sparsity %.4f, reconstruction error %s%s",
                     label.c_str(), (long long)(i + 1), (long long)num_layers, lr.seconds, lr.sparsity,

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "opt/activation_store.h"
+#include "dist/communicator.h"
 #include "opt/model.h"
 #include "opt/model_layers.h"
 #include "prune/hessian.h"
@@ -60,6 +61,11 @@ struct SequentialPruneOptions {
   bool measure_reconstruction = true;  // build H for wanda/magnitude too (when calibration ids are given)
   bool show_progress = true;         // a pt::Progress bar over the layers
   std::function<void(const std::string&)> log;  // one line per layer (and SparseGPT's retries); null = silent
+  // Several ranks (prune/calibration_across_ranks.h): every rank passes the same model and calibration ids, and
+  // forwards its share of the windows; statistics are summed, each matrix is pruned by one rank and broadcast,
+  // and every rank returns the same model and report. Progress and the per-layer log come from rank 0 only.
+  // Null: this process alone. (Streamed walks write their layers from every rank: use one rank with streaming.)
+  dist::Communicator* comm = nullptr;
 
   // Inspection hooks (tests, debugging); null = not called.
   // The whole calibration input of decoder layer i ([nsamples, seqlen, C], on the activation device), before

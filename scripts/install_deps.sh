@@ -15,6 +15,7 @@ else
             nlohmann-json3-dev libpcre2-dev     # JSON, Unicode regex for the tokenizer
             libssl-dev                          # SHA-256 of data files and caches
             gnuplot-nox                         # result plots
+            libopenmpi-dev openmpi-bin          # multi-process runs (dist/: MPI backend, NCCL bootstrap; mpirun)
             patchelf xz-utils)                  # the GPU kit (make gpu-kit)
 fi
 missing=()

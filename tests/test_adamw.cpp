@@ -38,7 +38,7 @@ bool is_positive_zero(float x) {
 class AdamWGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(AdamWGolden, MatchesTorchStepForStep) {
-  SafetensorsFile f(std::string(PT_SOURCE_DIR) + "/tests/golden/adamw/adamw_steps.safetensors");
+  SafetensorsFile f(pt::test::source_dir() + "/tests/golden/adamw/adamw_steps.safetensors");
   const auto& meta = f.metadata();
   auto num = [&](const char* key) { return std::stod(meta.at(key)); };
   const int64_t steps = std::stoll(meta.at("total_steps"));

@@ -28,8 +28,8 @@ namespace pt::test {
 namespace {
 
 namespace fs = std::filesystem;
-const std::string kSource = PT_SOURCE_DIR;
-const std::string kBinary = PT_BINARY_DIR;
+const std::string kSource = pt::test::source_dir();
+const std::string kBinary = pt::test::work_dir();
 const std::string kData = kSource + "/data";
 
 bool have_data() {
@@ -163,7 +163,7 @@ std::string data_with_bad_vocab(const Fixture& f) {
 // A copy of the tiny Hugging Face fixture (config.json + model.safetensors) to damage.
 std::string hf_folder_copy(const Fixture& f, const std::string& name) {
   const std::string dir = f.scratch + "/" + name;
-  fs::copy(std::string(PT_SOURCE_DIR) + "/tests/golden/opt/tiny", dir, fs::copy_options::recursive);
+  fs::copy(pt::test::source_dir() + "/tests/golden/opt/tiny", dir, fs::copy_options::recursive);
   return dir;
 }
 

@@ -22,7 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-const std::string kSource = PT_SOURCE_DIR;
+const std::string kSource = pt::test::source_dir();
 const std::string kOptEval = app_dir() + "/opt_eval";
 
 void write_file(const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; }

@@ -194,7 +194,7 @@ TEST_F(CalibrationFileTest, BadFilesAreErrorsNamingTheFile) {
 
 // Real data: windows of OPT token ids from the WikiText-2 train text (skipped without the data folder).
 TEST(Calibration, WikiText2TrainWindowsAreSlicesOfTheTokenizedText) {
-  const std::string data = std::string(PT_SOURCE_DIR) + "/data";
+  const std::string data = pt::test::source_dir() + "/data";
   const std::string train = corpus::default_wikitext_path(data, corpus::WikiTextSplit::Train);
   if (!fs::exists(train) || !fs::exists(data + "/opt-tokenizer/vocab.json"))
     GTEST_SKIP() << "missing " << train << " or the OPT tokenizer (link the data: ln -s /work/shared/data data)";

@@ -21,7 +21,7 @@ namespace pt::test {
 namespace {
 
 namespace fs = std::filesystem;
-const std::string kSource = PT_SOURCE_DIR;
+const std::string kSource = pt::test::source_dir();
 const std::string kData = kSource + "/data";
 const char* const kFiles[] = {"wikitext-2-raw/wiki.test.raw", "wikitext-2-raw/wiki.valid.raw",
                               "wikitext-2-tokens/wiki.train.tokens.part", "opt-tokenizer/vocab.json",

@@ -38,7 +38,7 @@ namespace {
 
 const char* const kFixtures[] = {"tiny", "tiny-350m", "tiny-untied"};
 
-std::string fixture_dir(const std::string& name) { return std::string(PT_SOURCE_DIR) + "/tests/golden/opt/" + name; }
+std::string fixture_dir(const std::string& name) { return pt::test::source_dir() + "/tests/golden/opt/" + name; }
 
 // max|ours - ref| / max|ref| over the tensor, and the element where |ours - ref| is largest.
 struct RelError {

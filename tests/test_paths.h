@@ -17,6 +17,3 @@ const std::string& work_dir();
 
 }  // namespace pt::test
 
-// The tests name these folders through the two macros they always used; they now resolve at run time.
-#define PT_SOURCE_DIR ::pt::test::source_dir()
-#define PT_BINARY_DIR ::pt::test::work_dir()

@@ -29,7 +29,7 @@ Golden read_golden(const std::string& dir) {
 }
 
 void check_model(const std::string& name, Device dev) {
-  const std::string dir = std::string(PT_SOURCE_DIR) + "/tests/golden/opt/" + name;
+  const std::string dir = pt::test::source_dir() + "/tests/golden/opt/" + name;
   HfCheckpoint ckpt(dir);
   OptForCausalLM model(ckpt.config(), dev, 0);
   model.load_hf(ckpt);

@@ -19,7 +19,7 @@ namespace pt::test {
 namespace {
 
 namespace fs = std::filesystem;
-const std::string kData = std::string(PT_SOURCE_DIR) + "/data";
+const std::string kData = pt::test::source_dir() + "/data";
 std::string pretrain_app() { return app_dir() + "/pretrain"; }
 
 #define SKIP_WITHOUT_DATA()                                                                                  \
@@ -31,7 +31,7 @@ std::string pretrain_app() { return app_dir() + "/pretrain"; }
 std::string tiny_config(const std::string& out) {
   return "[run]\ndevice = cpu\nseed = 3\noutput = " + out +
          "\n[model]\npreset = custom\nlayers = 1\nhidden = 32\nheads = 2\nffn = 64\ncontext = 32\ndropout = 0.1\n"
-         "[data]\ndir = " + kData + "\ncache = " + std::string(PT_BINARY_DIR) + "/test-cache\n"
+         "[data]\ndir = " + kData + "\ncache = " + pt::test::work_dir() + "/test-cache\n"
          "[train]\nsteps = 16\nbatch_size = 2\ngrad_accum = 2\nseqlen = 32\nlr = 3e-3\nwarmup_steps = 2\n"
          "checkpoint_every = 2\neval_every = 8\nlog_every = 4\n"
          "[eval]\nseqlen = 32\nbatch = 4\nwindows = 6\nperiodic_windows = 3\n";

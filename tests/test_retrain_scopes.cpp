@@ -263,7 +263,7 @@ TEST(RetrainScope, FinishRefusesAPrunedWeightThatIsNotZero) {
 TEST(RetrainScope, UntiedHeadOnHuggingFaceWeightsSplitsTheTiedGradient) {
   for (const char* fixture : {"tiny", "tiny-350m"}) {
     SCOPED_TRACE(fixture);
-    const opt::HfCheckpoint ck(std::string(PT_SOURCE_DIR) + "/tests/golden/opt/" + fixture);
+    const opt::HfCheckpoint ck(pt::test::source_dir() + "/tests/golden/opt/" + fixture);
     auto tied = opt::OptForCausalLM::from_hf(ck, Device::cpu);
     opt::OptForCausalLM untied(ck.config(), Device::cpu, 99);
     untied.untie_lm_head();

@@ -503,7 +503,7 @@ struct SmallVocabWikiText {
 };
 
 std::optional<SmallVocabWikiText> load_small_vocab_wikitext(size_t train_rows, size_t test_rows) {
-  const std::string data = std::string(PT_SOURCE_DIR) + "/data";
+  const std::string data = pt::test::source_dir() + "/data";
   const std::string train_path = corpus::default_wikitext_path(data, corpus::WikiTextSplit::Train);
   const std::string test_path = corpus::default_wikitext_path(data, corpus::WikiTextSplit::Test);
   for (const std::string& p : {train_path, test_path, data + "/opt-tokenizer/vocab.json"})

@@ -77,7 +77,7 @@ class PruneKernels {
 class SparseGptGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SparseGptGolden, MatchesTheFloat64Transcription) {
-  nn::SafetensorsFile f(std::string(PT_SOURCE_DIR) + "/tests/golden/sparsegpt/sparsegpt_layers.safetensors");
+  nn::SafetensorsFile f(pt::test::source_dir() + "/tests/golden/sparsegpt/sparsegpt_layers.safetensors");
   SparseGptOptions opt;
   opt.blocksize = std::stoll(f.metadata().at("blocksize"));
   opt.percdamp = std::stod(f.metadata().at("percdamp"));
@@ -589,7 +589,7 @@ TEST(CudaSparseGpt, FusedUnfusedAndCpuAgree) {
 
 TEST(CudaSparseGpt, GoldenOnTheGpu) {
   PT_SKIP_IF_NO_CUDA();
-  nn::SafetensorsFile f(std::string(PT_SOURCE_DIR) + "/tests/golden/sparsegpt/sparsegpt_layers.safetensors");
+  nn::SafetensorsFile f(pt::test::source_dir() + "/tests/golden/sparsegpt/sparsegpt_layers.safetensors");
   for (const char* layer : {"A", "B"}) {
     Tensor w = f.read(std::string(layer) + ".W", DType::f32, Device::cuda);
     const SparseGptResult r =

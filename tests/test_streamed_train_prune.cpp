@@ -22,7 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string data_dir() { return std::string(PT_SOURCE_DIR) + "/data"; }
+std::string data_dir() { return pt::test::source_dir() + "/data"; }
 bool have_data() {
   return fs::exists(data_dir() + "/wikitext-2-tokens/wiki.train.tokens.part") && fs::exists(data_dir() + "/opt-tokenizer");
 }
@@ -35,7 +35,7 @@ std::string config(const std::string& weights, const std::string& out, const std
          "sparsities = 0.0, 0.5\n"
          "[model]\npreset = custom\nlayers = 3\nhidden = 32\nheads = 2\nffn = 64\ncontext = 32\ndropout = 0.0\n"
          "weights = " + weights + "\nstream = " + stream + "\n" +
-         "[data]\ndir = " + data_dir() + "\ncache = " + PT_BINARY_DIR + "/test-cache\ncalib_nsamples = 8\n"
+         "[data]\ndir = " + data_dir() + "\ncache = " + pt::test::work_dir() + "/test-cache\ncalib_nsamples = 8\n"
          "calib_seqlen = 32\n[prune]\nblocksize = 16\nforward_batch = 3\n" + extra +
          "[retrain]\nsteps = 2\nbatch_size = 2\nseqlen = 32\n[eval]\nseqlen = 32\nbatch = 3\nwindows = 7\n";
 }

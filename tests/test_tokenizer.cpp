@@ -24,7 +24,7 @@ using pt::corpus::Gpt2Tokenizer;
 
 namespace {
 
-const std::string kRoot = PT_SOURCE_DIR;
+const std::string kRoot = pt::test::source_dir();
 const std::string kData = kRoot + "/data";
 const std::string kVocab = kData + "/opt-tokenizer/vocab.json";
 const std::string kMerges = kData + "/opt-tokenizer/merges.txt";

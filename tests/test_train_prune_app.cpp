@@ -26,7 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-const std::string kSource = PT_SOURCE_DIR;
+const std::string kSource = pt::test::source_dir();
 const std::string kData = kSource + "/data";
 // Launched lazily: a pt_tests run without the apps beside it fails only these cases, with the path in the message.
 std::string app() { return app_dir() + "/train_prune"; }
@@ -43,7 +43,7 @@ class TrainPruneSmoke : public ::testing::Test {
   // and only rewrites the table. A rebuilt train_prune starts the folder afresh.
   static void SetUpTestSuite() {
     if (!have_data()) return;
-    dir_ = fs::path(PT_BINARY_DIR) / "test-train-prune";
+    dir_ = fs::path(pt::test::work_dir()) / "test-train-prune";
     fs::create_directories(dir_);
     const int lock = ::open((dir_.string() + ".lock").c_str(), O_RDWR | O_CREAT, 0644);
     ::lockf(lock, F_LOCK, 0);
@@ -69,7 +69,7 @@ class TrainPruneSmoke : public ::testing::Test {
             "--set", "model.weights=" + (dir_ / "model/model.h5").string(),
             "--set", "model.pretrain_config=" + (dir_ / "pretrain.ini").string(),
             "--set", "data.dir=" + kData,
-            "--set", "data.cache=" + std::string(PT_BINARY_DIR) + "/test-cache"};
+            "--set", "data.cache=" + pt::test::work_dir() + "/test-cache"};
   }
   // Reruns train_prune on the shared run folder (an export) under the suite's lock: ctest -j runs cases as parallel
   // processes, and two runs writing one folder would race on its files.
@@ -275,9 +275,9 @@ TEST_F(TrainPruneSmoke, ExportedUntiedHeadEvaluatesAsInTheRun) {
 
   const std::string eval_log = (dir_ / "opt-eval-lm-head.log").string();
   fs::remove(eval_log);
-  const std::vector<std::string> eval = {std::string(PT_BINARY_DIR) + "/opt_eval", "--model", out.string(), "--ppl",
+  const std::vector<std::string> eval = {pt::test::work_dir() + "/opt_eval", "--model", out.string(), "--ppl",
                                          "--seqlen", "32", "--batch", "8", "--windows", "8", "--device", "cpu",
-                                         "--data", kData, "--cache", std::string(PT_BINARY_DIR) + "/test-cache"};
+                                         "--data", kData, "--cache", pt::test::work_dir() + "/test-cache"};
   ASSERT_EQ(wait_exit(spawn_process(eval, eval_log)), 0) << read_text_file(eval_log);
   const std::string text = read_text_file(eval_log);
   const size_t at = text.find("perplexity ");

@@ -21,7 +21,7 @@ using namespace pt::corpus;
 
 namespace {
 
-const std::string kData = std::string(PT_SOURCE_DIR) + "/data";
+const std::string kData = pt::test::source_dir() + "/data";
 
 #define SKIP_WITHOUT(path)                                                                       \
   do {                                                                                           \

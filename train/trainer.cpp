@@ -16,6 +16,7 @@
 #include "tensor/error.h"
 #include "tensor/nvtx.h"
 #include "tensor/progress.h"
+#include "train/data_parallel.h"
 #include "train/token_windows.h"
 
 namespace pt::train {
@@ -122,29 +123,44 @@ TrainResult train_model(opt::OptForCausalLM& model, const std::vector<TrainableP
   PT_CHECK(!params.empty(), "train: no parameters to train");
   o.schedule.validate();
   const TokenWindows windows(train_tokens, o.seqlen, o.seed);
+  dist::Communicator& comm = o.comm ? *o.comm : dist::one_process();
+  PT_CHECK(o.batch_size >= comm.size(), "train: batch_size ", o.batch_size, " is split across ", comm.size(),
+           " ranks; every rank needs at least one window (batch_size >= ranks)");
+  const dist::Range my_windows = comm.share(o.batch_size);  // of every micro-batch
+  std::vector<int64_t> numels;
+  for (const auto& p : params) numels.push_back(p.var->data().numel());
+  const std::vector<int> owner_of_param = shard_owners(numels, comm.size());  // ZeRO-1: who updates what
 
   // The optimizer: two groups (decayed, not decayed), masks attached.
+  // This rank's optimizer holds the parameters it owns (all of them for one process).
   nn::AdamWParamGroup decay{{}, o.weight_decay, {}}, no_decay{{}, 0.0, {}};
   std::set<const autograd::Variable*> trained;
-  for (const auto& p : params) {
+  for (size_t k = 0; k < params.size(); ++k) {
+    const auto& p = params[k];
     PT_CHECK(p.var != nullptr, "train: parameter '", p.name, "' has no variable");
+    trained.insert(p.var);
+    if (owner_of_param[k] != comm.rank()) continue;
     auto& g = p.weight_decay ? decay : no_decay;
     g.params.push_back(*p.var);
     g.names.push_back(p.name);
-    trained.insert(p.var);
   }
   std::vector<nn::AdamWParamGroup> groups;
-  std::vector<const TrainableParameter*> order;  // optimizer index -> parameter
+  std::vector<const TrainableParameter*> order;  // every parameter, in the one-process optimizer's order
+  std::vector<int> owners, local;                // per entry of order: its owner, its index in this rank's AdamW
   for (bool want_decay : {true, false})
-    for (const auto& p : params)
-      if (p.weight_decay == want_decay) order.push_back(&p);
+    for (size_t k = 0; k < params.size(); ++k)
+      if (params[k].weight_decay == want_decay) {
+        order.push_back(&params[k]);
+        owners.push_back(owner_of_param[k]);
+      }
+  for (size_t i = 0, n = 0; i < order.size(); ++i) local.push_back(owners[i] == comm.rank() ? int(n++) : -1);
   if (!decay.params.empty()) groups.push_back(std::move(decay));
   if (!no_decay.params.empty()) groups.push_back(std::move(no_decay));
   nn::AdamW adamw(std::move(groups), o.adamw);
   TrainResult result;
   for (size_t i = 0; i < order.size(); ++i) {
     const Tensor& keep = order[i]->keep;
-    if (keep.defined()) adamw.set_mask(i, keep);
+    if (keep.defined() && local[i] >= 0) adamw.set_mask(size_t(local[i]), keep);
     result.trained_parameters += keep.defined() ? int64_t(std::llround(pt::sum_all(keep.to(DType::f32)).item()))
                                                 : order[i]->var->data().numel();
   }
@@ -164,8 +180,8 @@ TrainResult train_model(opt::OptForCausalLM& model, const std::vector<TrainableP
     std::map<const autograd::Variable*, nn::Linear*> linear_of;
     for (auto& [_, lin] : model.linear_layers()) linear_of[&lin->weight] = lin;
     for (size_t i = 0; i < order.size(); ++i)
-      if (auto it = linear_of.find(order[i]->var); it != linear_of.end() && it->second->has_mask())
-        adamw.set_mask(i, it->second->weight_mask);
+      if (auto it = linear_of.find(order[i]->var); it != linear_of.end() && it->second->has_mask() && local[i] >= 0)
+        adamw.set_mask(size_t(local[i]), it->second->weight_mask);
     if (ck.optimizer) {
       std::vector<nn::AdamWParamState> st = adamw.state();
       for (auto& s : st) {
@@ -181,16 +197,27 @@ TrainResult train_model(opt::OptForCausalLM& model, const std::vector<TrainableP
     log("resumed from " + o.checkpoint_path + " at step " + std::to_string(step) + " of " + std::to_string(o.steps));
   }
 
+  std::vector<autograd::Variable*> grads;
+  std::vector<std::string> names;
+  for (const auto* p : order) {
+    grads.push_back(p->var);
+    names.push_back(p->name);
+  }
   auto save = [&](int64_t at_step) {
     if (o.checkpoint_path.empty()) return;
     PT_NVTX_RANGE("train/checkpoint");
-    nn::Checkpoint ck = model_checkpoint(model);
     nn::OptimizerState os;
-    for (const auto& s : adamw.state()) {
-      os.m[s.name] = s.exp_avg;
-      os.v[s.name] = s.exp_avg_sq;
-      os.step = s.step;
+    if (comm.size() > 1) {
+      os = gather_optimizer_state(comm, adamw, grads, names, owners, local);
+    } else {
+      for (const auto& s : adamw.state()) {
+        os.m[s.name] = s.exp_avg;
+        os.v[s.name] = s.exp_avg_sq;
+        os.step = s.step;
+      }
     }
+    if (comm.rank() != 0) return comm.barrier();  // rank 0 writes; the others go on when it has
+    nn::Checkpoint ck = model_checkpoint(model);
     ck.optimizer = std::move(os);
     ck.run_config = o.run_config;
     ck.stage = o.stage;
@@ -199,6 +226,7 @@ TrainResult train_model(opt::OptForCausalLM& model, const std::vector<TrainableP
     ck.rng = Generator(o.seed);
     ck.metrics = metrics_json(result).dump();
     nn::save_checkpoint(o.checkpoint_path, ck, o.save);
+    if (comm.size() > 1) comm.barrier();
   };
   auto evaluate = [&](int64_t at_step, int64_t max_windows) {
     if (eval_tokens.empty()) return;
@@ -209,6 +237,7 @@ TrainResult train_model(opt::OptForCausalLM& model, const std::vector<TrainableP
     po.batch_size = o.eval_batch;
     po.max_windows = max_windows;
     po.show_progress = false;
+    po.comm = o.comm;
     const opt::PerplexityResult r = opt::evaluate_perplexity(model, eval_tokens, po);
     result.evals.push_back({at_step, r.perplexity, r.mean_nll});
     char line[160];
@@ -234,12 +263,10 @@ TrainResult train_model(opt::OptForCausalLM& model, const std::vector<TrainableP
     }
   } restore{frozen, model};
 
-  std::vector<autograd::Variable*> grads;
-  for (const auto* p : order) grads.push_back(p->var);
   const bool autocast = o.autocast_bf16 && model.device() == Device::cuda;
   const int64_t tokens_per_step = o.batch_size * o.grad_accum * o.seqlen;
   const auto start = Clock::now();
-  Progress bar(o.stage, o.steps, "step", o.show_progress);
+  Progress bar(o.stage, o.steps, "step", o.show_progress && comm.rank() == 0);
   bar.advance(step);
   double window_loss = 0;
   int64_t window_steps = 0;
@@ -251,13 +278,19 @@ TrainResult train_model(opt::OptForCausalLM& model, const std::vector<TrainableP
     for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
       const int64_t micro_index = step * o.grad_accum + micro;
       position_dropout(model, o.seed, micro_index);
-      Tensor ids = windows.batch(micro_index * o.batch_size, o.batch_size).to(model.device());
+      Tensor ids = windows.batch(micro_index * o.batch_size + my_windows.begin, my_windows.size()).to(model.device());
       autograd::AutocastGuard amp(DType::bf16, autocast);
       autograd::Variable loss = model.loss(ids, ids.to(DType::i64));
-      loss_sum += loss.data().item();
-      if (o.grad_accum > 1) loss = autograd::mul_scalar(loss, 1.0 / double(o.grad_accum));
+      // This rank's mean over its windows, weighted by its share: the ranks' sum is the micro-batch's mean.
+      const double share = double(my_windows.size()) / double(o.batch_size);
+      loss_sum += loss.data().item() * share;
+      if (o.grad_accum > 1 || share != 1.0) loss = autograd::mul_scalar(loss, share / double(o.grad_accum));
       PT_NVTX_RANGE("train/backward");
       loss.backward();
+    }
+    if (comm.size() > 1) {
+      all_reduce_gradients(comm, grads);
+      loss_sum = comm.all_reduce_sum(loss_sum);
     }
     const double grad_norm = o.max_grad_norm > 0 ? nn::clip_grad_norm(grads, o.max_grad_norm)
                                                  : nn::grad_norm(grads);
@@ -265,6 +298,7 @@ TrainResult train_model(opt::OptForCausalLM& model, const std::vector<TrainableP
     adamw.step(lr);
     adamw.zero_grad();
     model.zero_grad();
+    if (comm.size() > 1) broadcast_parameters(comm, grads, owners);
     ++step;
     const double loss = loss_sum / double(o.grad_accum);
     PT_CHECK(std::isfinite(loss), "train: the loss became ", loss, " at step ", step,

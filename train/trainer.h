@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "nn/adamw.h"
 #include "nn/checkpoint.h"
 #include "nn/lr_schedule.h"
@@ -63,6 +64,10 @@ struct TrainOptions {
   int64_t stage_index = 0;
 
   bool show_progress = true;
+  // Several ranks (train/data_parallel.h): every rank passes the same model, tokens and options and takes its
+  // share of each micro-batch (batch_size >= ranks); gradients are summed, AdamW state is sharded, every rank
+  // ends with the same parameters and result. Rank 0 alone writes checkpoints. Null: this process alone.
+  dist::Communicator* comm = nullptr;
   std::function<void(const std::string&)> log;     // progress lines (default: stderr)
   std::function<void(int64_t step)> after_step;    // called after each optimizer step (tests use it to crash)
 };

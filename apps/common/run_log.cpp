@@ -10,8 +10,8 @@
 
 namespace pt::app {
 
-RunLog::RunLog(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "a")) {
-  PT_CHECK(file_, "log ", path, ": cannot open for appending (", std::strerror(errno), ")");
+RunLog::RunLog(const std::string& path) : path_(path), file_(path.empty() ? nullptr : std::fopen(path.c_str(), "a")) {
+  PT_CHECK(file_ || path.empty(), "log ", path, ": cannot open for appending (", std::strerror(errno), ")");
 }
 
 RunLog::~RunLog() {
@@ -19,6 +19,7 @@ RunLog::~RunLog() {
 }
 
 void RunLog::line(const std::string& text) {
+  if (!file_) return;
   char stamp[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", std::localtime(&now));

@@ -7,7 +7,9 @@ namespace pt::app {
 
 class RunLog {
  public:
-  explicit RunLog(const std::string& path);  // appends (a resumed run continues the same log)
+  // Appends (a resumed run continues the same log). An empty path makes a silent log: the ranks other than 0 of
+  // a multi-process run (rank 0 speaks for all of them).
+  explicit RunLog(const std::string& path);
   ~RunLog();
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;

@@ -26,6 +26,7 @@
 #include "corpus/sha256.h"
 #include "corpus/tokenizer.h"
 #include "corpus/wikitext_tokens.h"
+#include "dist/world.h"
 #include "nn/safetensors.h"
 #include "opt/hf_checkpoint.h"
 #include "opt/weight_source.h"
@@ -55,6 +56,10 @@ void export_shards(const std::string& from, const std::string& dir) {
     out.commit();
   }
 }
+
+// The run's ranks (one process unless launched by mpirun): kept outside main's try so that an error on any rank
+// can still end every rank (Communicator::abort) after main's locals are gone.
+std::unique_ptr<dist::Communicator> g_comm;
 
 // Writes one cell's model for transformers: model.safetensors + config.json, each atomically.
 void export_hf(opt::OptForCausalLM& model, const std::string& dir) {
@@ -174,10 +179,22 @@ int main(int argc, char** argv) try {
   cli.add_option("--export-dir", export_dir, "folder for --export-hf (model.safetensors + config.json)")->needs(ex);
   CLI11_PARSE(cli, argc, argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // the plan and tables interleave with the log on stderr in order
+  const dist::Launch launch = dist::detect_launch();
+  dist::select_rank_device(launch);  // one GPU per rank, before any CUDA work
 
   config::IniConfig ini = config::IniConfig::from_file(config_path);
   for (const auto& o : overrides) ini.apply_override(o);
   const app::Settings s = app::read_settings(ini);
+  g_comm = dist::connect(launch, s.run.device);
+  const bool writes = g_comm->rank() == 0;  // rank 0 alone prints, logs and writes; the others compute with it
+  if (!writes) {
+    no_progress = true;  // progress bars (stderr) and tables (stdout) are rank 0's
+    PT_CHECK(std::freopen("/dev/null", "w", stdout), g_comm->describe(), ": cannot silence stdout");
+  }
+  bool retrains = false;
+  for (const auto& st : s.plan.stages) retrains |= st.op.kind == app::StageOp::Kind::retrain && s.retrain.steps > 0;
+  PT_CHECK(!retrains || s.retrain.batch_size >= g_comm->size(), "[retrain] batch_size = ", s.retrain.batch_size, " windows are split across ",
+           g_comm->size(), " ranks: use batch_size >= ", g_comm->size(), " or fewer ranks");
   const ExportRequest exported = parse_export(export_cell, export_dir, s);
   std::printf("# resolved configuration (%s)\n%s\n", config_path.c_str(), s.resolved.c_str());
   app::print_plan(s, s.run.output);
@@ -185,10 +202,17 @@ int main(int argc, char** argv) try {
   for (const auto& line : app::memory_plan_lines(s, stream)) std::printf("%s\n", line.c_str());
   if (dry_run) return 0;
   app::check_retraining_fits(s, stream);
+  // A streamed walk writes each finished layer from the process that prunes it; with several ranks every rank
+  // would write the same shards. Streaming runs on one rank (the ranks split windows, not layers).
+  PT_CHECK(!stream.stream || g_comm->size() == 1, "[model] stream: the run streams layers (", stream.reason,
+           ") and that runs on one rank only, not ", g_comm->size(), "; set [model] stream = off or launch one process");
 
   // Load and check everything (data, weights, calibration windows, the stages a rerun would reuse) first: bad
   // input stops the run here with one line, and the output folder of an earlier run stays as it was.
+  // Rank 0 first (it may pretrain missing weights, which the others then read).
+  if (!writes) g_comm->barrier_unbounded();
   RunInputs in = load_inputs(s, stream.stream, !no_progress);
+  if (writes) g_comm->barrier_unbounded();
   app::RunContext ctx;
   ctx.plan = &s.plan;
   ctx.model = s.model;
@@ -211,20 +235,23 @@ int main(int argc, char** argv) try {
   ctx.facts = in.facts;
   ctx.dense_model = std::move(in.model);
   ctx.stream = stream.stream;
+  ctx.comm = g_comm.get();
   app::StageRunner runner(std::move(ctx));
   const size_t done = runner.verify_completed();
 
   // From here on the run writes into its output folder.
-  fs::create_directories(s.run.output);
-  app::RunLog log(s.run.output + "/train_prune.log");
+  if (writes) fs::create_directories(s.run.output);
+  app::RunLog log(writes ? s.run.output + "/train_prune.log" : "");
   runner.set_log(&log);
   log.line("train_prune --config " + config_path + " (output " + s.run.output + ", " + std::to_string(done) + " of " +
            std::to_string(s.plan.stages.size()) + " stages already complete)");
   for (const auto& n : in.notes) log.line(n);
   log.line("memory: " + stream.reason);
-  write_file_atomic(s.run.output + "/config.resolved.ini", s.resolved);
+  if (g_comm->size() > 1)
+    log.line(std::to_string(g_comm->size()) + " ranks (" + g_comm->backend() + "): calibration, training and evaluation windows split across them");
   // The calibration windows: sampled once (or read), recorded with the run, shared by every pruning stage.
-  prune::write_calibration_windows(s.run.output + "/calibration_windows.txt", in.calibration,
+  if (writes) write_file_atomic(s.run.output + "/config.resolved.ini", s.resolved);
+  if (writes) prune::write_calibration_windows(s.run.output + "/calibration_windows.txt", in.calibration,
                                    {{"source", s.calibration.windows_file.empty() ? in.train.path : s.calibration.windows_file}});
 
   // Each long step inside a stage (calibration layers, training steps, evaluation windows) has its own
@@ -240,6 +267,10 @@ int main(int argc, char** argv) try {
     runner.ensure(st.key);
   }
   log.line("all " + std::to_string(s.plan.stages.size()) + " stages complete");
+  if (!writes) {
+    g_comm.reset();
+    return 0;
+  }
   const std::vector<app::ResultRow> rows = app::collect_rows(s.plan, runner);
   app::write_results(s.run.output, s.plan, rows, log);
   std::printf("\nPerplexity (WikiText-2 test) — %s\n\n%s\n", config_path.c_str(), app::results_table(s.plan, rows).c_str());
@@ -253,8 +284,13 @@ int main(int argc, char** argv) try {
     log.line("exported " + exported.cell + " to " + exported.dir +
              (sharded ? " (sharded safetensors + index + config.json)" : " (model.safetensors + config.json)"));
   }
+  g_comm.reset();
   return 0;
 } catch (const std::exception& e) {
+  if (g_comm && g_comm->size() > 1) {
+    std::fprintf(stderr, "error: %s: %s\n", g_comm->describe().c_str(), e.what());
+    g_comm->abort(1);  // ends every rank
+  }
   std::fprintf(stderr, "error: %s\n", e.what());
   return 1;
 }

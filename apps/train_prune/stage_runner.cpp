@@ -229,6 +229,7 @@ double StageRunner::evaluate(StageRecord& rec) {
   po.batch_size = ctx_.eval.batch;
   po.max_windows = ctx_.eval.windows;
   po.show_progress = ctx_.show_progress;
+  po.comm = ctx_.comm;
   // Pruned layers run on the configured kernel for the evaluation only: their dense weights are released while it
   // runs and restored, bit for bit, when the kernels are cleared (training and checkpoints need them).
   const auto layers = model_->linear_layers();
@@ -262,7 +263,8 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   rec.reconstruction_error = NAN;
   rec.identity = identity_.at(stage.key);
   rec.inputs = inputs_.at(stage.key);
-  fs::create_directories(ctx_.output + "/stages");
+  const bool writes = !ctx_.comm || ctx_.comm->rank() == 0;  // rank 0 alone writes; the others wait for it
+  if (writes) fs::create_directories(ctx_.output + "/stages");
   ctx_.log->line("stage " + stage.id + ": " + stage.key);
   reset_memory_peaks();
   const int64_t rss_at_start = current_rss_bytes();  // what the run held before the stage (data, tokenizer, code)
@@ -273,9 +275,15 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   rec.peak_device_bytes = peaks.device_bytes;
   rec.peak_host_tensor_bytes = peaks.host_tensor_bytes;
   rec.peak_device_tensor_bytes = peaks.device_tensor_bytes;
+  if (!writes) {
+    ctx_.comm->barrier();
+    complete_[stage.key] = rec;
+    return rec;
+  }
   write_file_atomic(record_path(stage.key), to_json(rec).dump(2) + "\n");
   complete_[stage.key] = rec;
   fs::remove(train_checkpoint_path(stage.key));
+  if (ctx_.comm) ctx_.comm->barrier();
   char line[400];
   std::snprintf(line, sizeof line,
                 "stage %s done: perplexity %.3f, sparsity %.4f, %.1fs (+%.1fs eval); peak memory: host RSS %s%s (%s at "
@@ -304,6 +312,7 @@ void StageRunner::run_in_memory(const Stage& stage, StageRecord& rec) {
       po.pattern = ctx_.pattern.is_nm() ? ctx_.pattern : prune::SparsityPattern::unstructured(stage.op.sparsity);
       po.show_progress = ctx_.show_progress;
       po.log = [this](const std::string& s) { ctx_.log->line("  " + s); };
+      po.comm = ctx_.comm;
       const bool needs_data = stage.op.method != prune::PruneMethod::magnitude || po.measure_reconstruction;
       const prune::PruneReport report = prune::prune_model(*model_, needs_data ? ctx_.calibration_ids : Tensor(), po);
       rec.reconstruction_error = report.reconstruction_error;
@@ -322,6 +331,7 @@ void StageRunner::run_in_memory(const Stage& stage, StageRecord& rec) {
         // so an iterative chain does not see the same windows at every step of the schedule.
         to.seed = ctx_.seed ^ std::stoull(stage.id, nullptr, 16);
         to.show_progress = ctx_.show_progress;
+        to.comm = ctx_.comm;
         to.log = [this](const std::string& s) { ctx_.log->line("  " + s); };
         const train::TrainResult tr = train::train_model(*model_, sel.params, *ctx_.train_tokens, {}, to);
         rec.final_train_loss = tr.history.empty() ? 0.0 : tr.history.back().loss;
@@ -332,6 +342,10 @@ void StageRunner::run_in_memory(const Stage& stage, StageRecord& rec) {
   rec.op_seconds = stage.op.kind == StageOp::Kind::dense ? 0.0 : seconds_since(start);
   rec.sparsity = measured_sparsity(*model_);
   evaluate(rec);
+  if (ctx_.comm && ctx_.comm->rank() != 0) {  // rank 0 writes this stage's checkpoint (run_stage waits for it)
+    model_key_ = stage.key;
+    return;
+  }
 
   // Checkpoint first, record second: a record always has its checkpoint.
   nn::Checkpoint ck = train::model_checkpoint(*model_);

@@ -31,6 +31,7 @@
 #include "apps/common/sections.h"
 #include "apps/train_prune/plan.h"
 #include "apps/train_prune/stage_identity.h"
+#include "dist/communicator.h"
 #include "nn/checkpoint.h"
 #include "nn/linear_kernel.h"
 #include "opt/weight_source.h"
@@ -87,6 +88,9 @@ struct RunContext {
   RunFacts facts;                            // what the stages' identities are made of
   bool stream = false;                       // prune and evaluation stages stream the model (memory_plan.h)
   std::unique_ptr<opt::OptForCausalLM> dense_model;  // the model as loaded (and checked) at the start, or null
+  // Several ranks: pruning and evaluation split their windows across them; rank 0 alone writes checkpoints and
+  // records, the others wait for it. Null: this process alone.
+  dist::Communicator* comm = nullptr;
 };
 
 class StageRunner {

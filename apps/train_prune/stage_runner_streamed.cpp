@@ -58,6 +58,8 @@ void StageRunner::evaluate_streamed(StageRecord& rec, std::shared_ptr<const opt:
   rec.mean_nll = r.mean_nll;
   rec.eval_seconds = r.seconds;
   rec.eval_kernel = packed.layers.empty() ? "dense" : kernel;
+  rec.kernels = resolved_kernels(ctx_.device);
+  rec.kernels["sparse_linear"] = rec.eval_kernel;
   rec.eval_tokens_per_second = r.tokens_per_second;
 }
 
