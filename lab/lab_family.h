@@ -6,6 +6,7 @@
 // benchmark, with llm.c's numbered variants side by side.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,12 @@ class LabFamily {
   virtual Args make_args(const kernels::Problem& p, uint64_t seed, Device device) const = 0;
   // Runs `variant` on `args` (all on one device) and returns the tensors it returned, as outputs.
   virtual Args run(const std::string& variant, const kernels::Problem& p, const Args& args) const = 0;
+  // The call the benchmark times: run() by default. A family whose variants have a one-time setup that real use
+  // pays once (sparse_linear packs its weight once per model) does the setup here, outside the timed call.
+  virtual std::function<Args()> timed_call(const std::string& variant, const kernels::Problem& p,
+                                           const Args& args) const {
+    return [this, variant, p, args] { return run(variant, p, args); };
+  }
   // The largest error allowed in an output of `variant`, as max|got - reference| / max|reference|; 0 = exact.
   virtual double tolerance(const std::string& variant, const kernels::Problem& p, Device device) const;
 };

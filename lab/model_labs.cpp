@@ -103,6 +103,12 @@ class SparseLinearLab final : public LabFamily {
     const auto packed = sparse::sparse_linear_family().get(variant, a[0].t.device())(a[1].t, a[2].t, "lab weight");
     return {{"y", Role::output, packed->forward(a[0].t, a[3].t)}};
   }
+  // Timed: the forward alone, on a weight packed once (as a model packs it once for all its forward passes).
+  std::function<Args()> timed_call(const std::string& variant, const Problem& p, const Args& a) const override {
+    std::shared_ptr<const sparse::PackedLinearWeight> packed =
+        sparse::sparse_linear_family().get(variant, a[0].t.device())(a[1].t, a[2].t, "lab weight");
+    return [packed, a] { return Args{{"y", Role::output, packed->forward(a[0].t, a[3].t)}}; };
+  }
   double tolerance(const std::string& variant, const Problem& p, Device device) const override {
     const auto& builtin = sparse::linear_kernel_names();  // the formats of packed_linear.h know their value dtype
     const bool half_values =

@@ -63,27 +63,20 @@ LinearKernelReport use_linear_kernel(const std::vector<std::pair<std::string, Li
       }
       info.stored_bytes = packed->stored_bytes();
       layer->set_packed_weight(std::move(packed));
+      // Released as soon as its packed form exists, so the peak is the dense model plus one packed layer, not
+      // plus all of them; a failure further on restores every released weight from its packed form (the catch).
+      if (options.release_dense) {
+        info.released_bytes = layer->release_dense_weight();
+        report.released_bytes += info.released_bytes;
+        // The freed blocks sit in the caching allocators until given back; give them back now.
+        if (info.released_bytes > 0 && layer->packed_weight()->device() == Device::cpu) cpu::empty_cache();
+#if PT_CUDA
+        if (info.released_bytes > 0 && layer->packed_weight()->device() == Device::cuda) cuda::empty_cache();
+#endif
+      }
       report.dense_bytes += info.dense_bytes;
       report.stored_bytes += info.stored_bytes;
       report.layers.push_back(std::move(info));
-    }
-    // Released only once every layer is packed, so a failure above leaves every weight where it was.
-    if (options.release_dense) {
-      size_t i = 0;
-      bool on_cuda = false;
-      for (const auto& [layer_name, layer] : layers) {
-        if (!layer->packed_weight()) continue;
-        report.layers[i].released_bytes = layer->release_dense_weight();
-        on_cuda |= report.layers[i].released_bytes > 0 && layer->packed_weight()->device() == Device::cuda;
-        report.released_bytes += report.layers[i++].released_bytes;
-      }
-      // The freed blocks sit in the caching allocators until given back; give them back now.
-      if (report.released_bytes > 0) cpu::empty_cache();
-#if PT_CUDA
-      if (on_cuda) cuda::empty_cache();
-#else
-      (void)on_cuda;
-#endif
     }
   } catch (...) {
     clear_linear_kernels(layers);
