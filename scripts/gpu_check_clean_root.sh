@@ -27,7 +27,7 @@ rm -rf "$root/repo" "$root/out" && mkdir -p "$root/repo" "$root/out" "$root/usr/
 git ls-files -z | xargs -0 cp --parents -t "$root/repo"
 cp -r .gpu-kit "$root/repo/.gpu-kit"
 cuda_lib=$(dirname "$(readlink -f "$(ldconfig -p | awk '/libcudart.so.13 / {print $NF; exit}')")")
-for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcusolver.so.12 libcusparse.so.12 libnvJitLink.so.13; do
+for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcusolver.so.12 libcusparse.so.12 libnvJitLink.so.13 libnccl.so.2; do
   cp -L "$cuda_lib/$lib" "$root/usr/local/cuda/lib64/"
 done
 

@@ -24,7 +24,7 @@ TEST(Runtime, CpuPathWorksWhateverTheBuild) {
   EXPECT_EQ(relu(x).to(Device::cpu).to_vector<double>(), relu(x.to(Device::cpu)).to_vector<double>());
 }
 
-TEST(CudaLaunch, GridForIsNeverEmptyAndCoversEveryItem) {
+TEST(LaunchGeometry, GridForIsNeverEmptyAndCoversEveryItem) {
   using pt::cuda::grid_for;
   EXPECT_EQ(grid_for(0), 1u);  // a zero-block launch is a CUDA error: one idle block instead
   EXPECT_EQ(grid_for(-5), 1u);
