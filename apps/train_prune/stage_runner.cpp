@@ -222,6 +222,18 @@ void StageRunner::bring_model_to(const std::string& key) {
   model_key_ = key;
 }
 
+// What an evaluation puts in a stage's record, in-memory or streamed alike.
+void StageRunner::record_evaluation(StageRecord& rec, const opt::PerplexityResult& r,
+                                   const std::string& eval_kernel) const {
+  rec.perplexity = r.perplexity;
+  rec.mean_nll = r.mean_nll;
+  rec.eval_seconds = r.seconds;
+  rec.eval_kernel = eval_kernel;
+  rec.kernels = resolved_kernels(ctx_.device);
+  rec.kernels["sparse_linear"] = rec.eval_kernel;
+  rec.eval_tokens_per_second = r.tokens_per_second;
+}
+
 double StageRunner::evaluate(StageRecord& rec) {
   PT_NVTX_RANGE("run/eval");
   opt::PerplexityOptions po;
@@ -246,13 +258,7 @@ double StageRunner::evaluate(StageRecord& rec) {
     throw;
   }
   nn::clear_linear_kernels(layers);
-  rec.perplexity = r.perplexity;
-  rec.mean_nll = r.mean_nll;
-  rec.eval_seconds = r.seconds;
-  rec.eval_kernel = packed.layers.empty() ? "dense" : kernel;
-  rec.kernels = resolved_kernels(ctx_.device);
-  rec.kernels["sparse_linear"] = rec.eval_kernel;
-  rec.eval_tokens_per_second = r.tokens_per_second;
+  record_evaluation(rec, r, packed.layers.empty() ? "dense" : kernel);
   return r.perplexity;
 }
 

@@ -34,6 +34,7 @@
 #include "dist/communicator.h"
 #include "nn/checkpoint.h"
 #include "nn/linear_kernel.h"
+#include "opt/perplexity.h"
 #include "opt/weight_source.h"
 #include "prune/pattern.h"
 #include "train/trainer.h"
@@ -119,6 +120,7 @@ class StageRunner {
   StageRecord run_stage(const Stage& stage);
   void run_in_memory(const Stage& stage, StageRecord& rec);
   double evaluate(StageRecord& rec);
+  void record_evaluation(StageRecord& rec, const opt::PerplexityResult& r, const std::string& eval_kernel) const;
   // stage_runner_streamed.cpp
   void run_streamed(const Stage& stage, StageRecord& rec);
   void evaluate_streamed(StageRecord& rec, std::shared_ptr<const opt::WeightSource> source);

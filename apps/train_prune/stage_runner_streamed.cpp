@@ -54,13 +54,7 @@ void StageRunner::evaluate_streamed(StageRecord& rec, std::shared_ptr<const opt:
     });
   const opt::PerplexityResult r = opt::evaluate_perplexity(walk, *ctx_.test_tokens, po);
   if (ctx_.linear_kernel.kernel != sparse::LinearKernel::dense) ctx_.log->line("  eval: " + packed.summary(kernel));
-  rec.perplexity = r.perplexity;
-  rec.mean_nll = r.mean_nll;
-  rec.eval_seconds = r.seconds;
-  rec.eval_kernel = packed.layers.empty() ? "dense" : kernel;
-  rec.kernels = resolved_kernels(ctx_.device);
-  rec.kernels["sparse_linear"] = rec.eval_kernel;
-  rec.eval_tokens_per_second = r.tokens_per_second;
+  record_evaluation(rec, r, packed.layers.empty() ? "dense" : kernel);
 }
 
 void StageRunner::run_streamed(const Stage& stage, StageRecord& rec) {
