@@ -78,24 +78,10 @@ Setup make_setup(const ModelShape& m, Device dev) {
 
 // Mean seconds of a few steps with CUDA events (after one warm-up step).
 double cuda_seconds_per_step(AdamW& opt, const std::string& kernel, int steps) {
-#if PT_CUDA
   opt.step(1e-4, kernel);
-  cudaEvent_t start, stop;
-  PT_CUDA_CHECK(cudaEventCreate(&start));
-  PT_CUDA_CHECK(cudaEventCreate(&stop));
-  PT_CUDA_CHECK(cudaEventRecord(start, cuda::current_stream()));
-  for (int i = 0; i < steps; ++i) opt.step(1e-4, kernel);
-  PT_CUDA_CHECK(cudaEventRecord(stop, cuda::current_stream()));
-  PT_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0;
-  PT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return double(ms) / 1e3 / steps;
-#else
-  (void)opt, (void)kernel, (void)steps;
-  return 0;
-#endif
+  return lab::time_once(Device::cuda, [&] {
+           for (int i = 0; i < steps; ++i) opt.step(1e-4, kernel);
+         }) / steps;
 }
 
 void BM_adamw_step(benchmark::State& state, const std::string& kernel, Device dev, int model) {

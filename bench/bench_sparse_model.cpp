@@ -18,6 +18,9 @@
 #include "nn/linear_kernel.h"
 #include "opt/model.h"
 #include "prune/sequential.h"
+#if PT_CUDA
+#include "tensor/cuda/cuda_context.h"
+#endif
 
 namespace pt {
 namespace {

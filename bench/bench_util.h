@@ -2,13 +2,8 @@
 #pragma once
 #include <benchmark/benchmark.h>
 
+#include "lab/roofline.h"
 #include "tensor/ops.h"
-#if PT_CUDA
-#include <cuda_runtime.h>
-
-#include "tensor/cuda/cuda_check.h"
-#include "tensor/cuda/cuda_context.h"
-#endif
 
 namespace pt::bench {
 
@@ -19,24 +14,11 @@ inline bool require_cuda(benchmark::State& state) {
   return false;
 }
 
-// Times `fn` once per iteration with CUDA events on the current stream; sets the manual time.
+// Times `fn` once per iteration with CUDA events on the current stream (lab::time_once); sets the manual time.
 template <class F> void time_cuda(benchmark::State& state, F&& fn) {
 #if PT_CUDA
-  cudaEvent_t start, stop;
-  PT_CUDA_CHECK(cudaEventCreate(&start));
-  PT_CUDA_CHECK(cudaEventCreate(&stop));
   fn();  // warm-up (allocator, cuBLAS heuristics)
-  for (auto _ : state) {
-    PT_CUDA_CHECK(cudaEventRecord(start, cuda::current_stream()));
-    fn();
-    PT_CUDA_CHECK(cudaEventRecord(stop, cuda::current_stream()));
-    PT_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    PT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    state.SetIterationTime(double(ms) / 1e3);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  for (auto _ : state) state.SetIterationTime(lab::time_once(Device::cuda, fn));
 #else
   (void)fn;
   state.SkipWithError("built without CUDA");
