@@ -16,6 +16,7 @@ struct Variable::Impl {
   bool requires_grad = false;
   std::shared_ptr<Node> node;  // null for leaves
   std::string name;
+  std::function<void()> grad_ready_hook;  // leaves only (set_grad_ready_hook)
 
   // Dropping the last handle on a long chain would otherwise recurse once per node (Impl -> Node ->
   // inputs -> Impl ...) and can overflow the stack; unlink the chain iteratively instead.
@@ -76,6 +77,13 @@ void Variable::set_grad(const Tensor& g) {
   PT_CHECK(!g.defined() || g.shape() == data().shape(), "Variable::set_grad: gradient ", g.describe(),
            " does not match the data ", data().describe(), " of ", label(name()));
   impl_->grad = g;
+}
+
+void Variable::set_grad_ready_hook(std::function<void()> hook) {
+  check_defined(defined(), "set_grad_ready_hook");
+  PT_CHECK(!hook || is_leaf(), "Variable::set_grad_ready_hook: ", label(name()),
+           " was produced by an op; only leaves have one");
+  impl_->grad_ready_hook = std::move(hook);
 }
 
 void Variable::set_requires_grad(bool r) {
@@ -174,6 +182,7 @@ void run_backward(const Variable& root, const Tensor& grad_output, bool retain_g
       // Leaf: keep its own copy (a gradient may alias another leaf's, e.g. both sides of an add).
       if (!v.grad.defined()) v.grad = g.clone();
       else pt::binary_(v.grad, v.grad, g, BinaryOp::add);
+      if (v.grad_ready_hook) v.grad_ready_hook();
       continue;
     }
     Node& n = *v.node;

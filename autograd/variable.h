@@ -32,6 +32,10 @@ class Variable {
   bool requires_grad() const;
   void set_requires_grad(bool r);
   bool is_leaf() const;  // created by the user, not by an op
+  // A leaf's hook, called by backward() right after it accumulated this leaf's gradient: every use of the leaf
+  // in that graph is done, so grad() is final for the backward (data-parallel training starts the all-reduce of
+  // a gradient bucket from it while the backward goes on). One per leaf; an empty function removes it.
+  void set_grad_ready_hook(std::function<void()> hook);
   const std::string& name() const;
   void set_name(const std::string& n);
 

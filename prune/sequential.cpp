@@ -413,8 +413,9 @@ PruneReport prune_layers(opt::ModelLayers& walk, const Tensor& all_ids, const Se
         PT_CHECK(!sequential || stats, "prune_model: ", full_name, " saw no input during the calibration forward");
         if (o.hessian_observer && stats && stats->hessian.H().defined()) o.hessian_observer(full_name, stats->hessian.H());
         const int owner = matrix_owner(comm, j);
-        MatrixPruneReport r = comm.rank() == owner ? prune_linear(*named[j].second, stats, o) : MatrixPruneReport{};
-        if (comm.size() > 1) share_pruned_matrix(comm, owner, *named[j].second, r);
+        const bool here = o.prune_on_every_rank || comm.rank() == owner;
+        MatrixPruneReport r = here ? prune_linear(*named[j].second, stats, o) : MatrixPruneReport{};
+        if (comm.size() > 1 && !o.prune_on_every_rank) share_pruned_matrix(comm, owner, *named[j].second, r);
         r.name = full_name;
         r.layer = i;
         report.matrices.push_back(std::move(r));

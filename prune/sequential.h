@@ -66,6 +66,9 @@ struct SequentialPruneOptions {
   // and every rank returns the same model and report. Progress and the per-layer log come from rank 0 only.
   // Null: this process alone. (Streamed walks write their layers from every rank: use one rank with streaming.)
   dist::Communicator* comm = nullptr;
+  // Several ranks: every rank prunes every matrix itself (nothing is broadcast) instead of one rank each.
+  // Both give the same weights and masks; README's distributed section has the measured times of both.
+  bool prune_on_every_rank = false;
 
   // Inspection hooks (tests, debugging); null = not called.
   // The whole calibration input of decoder layer i ([nsamples, seqlen, C], on the activation device), before

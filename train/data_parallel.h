@@ -18,7 +18,8 @@ namespace pt::train {
 // parameter goes to the rank with the fewest elements so far), the same on every rank.
 std::vector<int> shard_owners(const std::vector<int64_t>& numels, int ranks);
 
-// grad += the other ranks' grads, for every defined gradient (every rank has the same ones defined).
+// grad += the other ranks' grads, for every defined gradient (every rank has the same ones defined), one blocking
+// all-reduce per parameter: the reference of train/gradient_buckets.h (TrainOptions::bucket_bytes = 0).
 void all_reduce_gradients(dist::Communicator& comm, const std::vector<autograd::Variable*>& params);
 
 // Every parameter's values from its owner.

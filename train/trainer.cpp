@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -17,6 +18,7 @@
 #include "tensor/nvtx.h"
 #include "tensor/progress.h"
 #include "train/data_parallel.h"
+#include "train/gradient_buckets.h"
 #include "train/token_windows.h"
 
 namespace pt::train {
@@ -263,6 +265,14 @@ TrainResult train_model(opt::OptForCausalLM& model, const std::vector<TrainableP
     }
   } restore{frozen, model};
 
+  std::unique_ptr<GradientBuckets> buckets;  // several ranks: gradient sums overlapped with the backward
+  PT_CHECK(o.bucket_bytes >= 0, "train: bucket_bytes ", o.bucket_bytes, " must be >= 0");
+  if (comm.size() > 1 && o.bucket_bytes > 0) {
+    std::vector<autograd::Variable*> registered;
+    for (const auto& p : params) registered.push_back(p.var);
+    buckets = std::make_unique<GradientBuckets>(comm, std::move(registered), o.bucket_bytes);
+  }
+
   const bool autocast = o.autocast_bf16 && model.device() == Device::cuda;
   const int64_t tokens_per_step = o.batch_size * o.grad_accum * o.seqlen;
   const auto start = Clock::now();
@@ -286,10 +296,12 @@ TrainResult train_model(opt::OptForCausalLM& model, const std::vector<TrainableP
       loss_sum += loss.data().item() * share;
       if (o.grad_accum > 1 || share != 1.0) loss = autograd::mul_scalar(loss, share / double(o.grad_accum));
       PT_NVTX_RANGE("train/backward");
+      if (buckets && micro == o.grad_accum - 1) buckets->arm();  // the step's gradients are final in this one
       loss.backward();
     }
     if (comm.size() > 1) {
-      all_reduce_gradients(comm, grads);
+      if (buckets) buckets->finish();
+      else all_reduce_gradients(comm, grads);
       loss_sum = comm.all_reduce_sum(loss_sum);
     }
     const double grad_norm = o.max_grad_norm > 0 ? nn::clip_grad_norm(grads, o.max_grad_norm)

@@ -68,6 +68,10 @@ struct TrainOptions {
   // share of each micro-batch (batch_size >= ranks); gradients are summed, AdamW state is sharded, every rank
   // ends with the same parameters and result. Rank 0 alone writes checkpoints. Null: this process alone.
   dist::Communicator* comm = nullptr;
+  // Several ranks: gradients are summed in buckets of at most this many bytes, each started while the backward
+  // still runs (train/gradient_buckets.h). 0: one blocking all-reduce per parameter after the backward, the
+  // reference the buckets are tested against.
+  int64_t bucket_bytes = int64_t(25) << 20;
   std::function<void(const std::string&)> log;     // progress lines (default: stderr)
   std::function<void(int64_t step)> after_step;    // called after each optimizer step (tests use it to crash)
 };

@@ -91,7 +91,14 @@ std::unique_ptr<opt::OptForCausalLM> build_model(const ModelSection& m, Device d
     opt::HfCheckpoint ck;
     ck.open(m.weights);
     ck.check_matches(m.config);
-    return opt::OptForCausalLM::from_hf(ck, device);
+    if (ck.config().dropout == m.config.dropout) return opt::OptForCausalLM::from_hf(ck, device);
+    // [model] dropout differs from the folder's config.json: it decides, as for an HDF5 checkpoint below.
+    opt::OptConfig c = ck.config();
+    c.dropout = m.config.dropout;
+    auto model = std::make_unique<opt::OptForCausalLM>(c, device, seed);
+    model->load_hf(ck);
+    model->eval();
+    return model;
   }
   // An HDF5 checkpoint of this project: its config decides the shape (and must match the preset's).
   nn::LoadOptions lo;
@@ -147,6 +154,8 @@ train::TrainOptions read_train_section(config::IniConfig& ini, const std::string
   o.checkpoint_every = ini.integer(s, "checkpoint_every", def.checkpoint_every, 0, 100000000);
   o.log_every = ini.integer(s, "log_every", def.log_every, 0, 100000000);
   o.eval_every = ini.integer(s, "eval_every", def.eval_every, 0, 100000000);
+  // Several ranks: MiB of gradient per all-reduce bucket (train/gradient_buckets.h); the sums do not depend on it.
+  o.bucket_bytes = int64_t(ini.number(s, "bucket_mb", double(def.bucket_bytes) / 1048576.0, 0.001, 65536.0) * 1048576.0);
   return o;
 }
 

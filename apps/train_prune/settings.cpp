@@ -71,6 +71,8 @@ Settings read_settings(config::IniConfig& ini) {
   s.prune.activations = opt::parse_activation_place(
       ini.choice("prune", "offload_activations", "auto", {"auto", "device", "host", "disk", "true", "false"}));
   s.prune.measure_reconstruction = ini.boolean("prune", "measure_reconstruction", true);
+  // Several ranks: each matrix pruned by one rank and broadcast, or by every rank alike (the same result).
+  s.prune.prune_on_every_rank = ini.choice("prune", "prune_on", "one_rank", {"one_rank", "every_rank"}) == "every_rank";
 
   train::TrainOptions rd;
   rd.steps = paper ? 1000 : 100;

@@ -1,7 +1,11 @@
 #include "apps/train_prune/stage_runner.h"
 
+#include <signal.h>
+
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -21,6 +25,23 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+// PT_TEST_DIE_AT=RANK:STEP, for the tests of a rank dying mid-run only: that rank ends itself with SIGKILL (no
+// cleanup, as a crashed or killed process would) right after retraining step STEP.
+std::function<void(int64_t)> death_for_tests(const dist::Communicator* comm) {
+  const char* at = std::getenv("PT_TEST_DIE_AT");
+  if (!at || !*at) return nullptr;
+  int rank = -1;
+  long long step = -1;
+  char tail = 0;
+  PT_CHECK(std::sscanf(at, "%d:%lld%c", &rank, &step, &tail) == 2, "PT_TEST_DIE_AT = '", at, "': expected RANK:STEP");
+  if ((comm ? comm->rank() : 0) != rank) return nullptr;
+  return [step](int64_t s) {
+    if (s != step) return;
+    std::fflush(nullptr);
+    ::raise(SIGKILL);
+  };
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -339,6 +360,7 @@ void StageRunner::run_in_memory(const Stage& stage, StageRecord& rec) {
         to.show_progress = ctx_.show_progress;
         to.comm = ctx_.comm;
         to.log = [this](const std::string& s) { ctx_.log->line("  " + s); };
+        to.after_step = death_for_tests(ctx_.comm);
         const train::TrainResult tr = train::train_model(*model_, sel.params, *ctx_.train_tokens, {}, to);
         rec.final_train_loss = tr.history.empty() ? 0.0 : tr.history.back().loss;
       }

@@ -107,6 +107,37 @@ TEST_P(DataParallelPruning, SeveralRanksGiveTheOneProcessMasksOnEveryRank) {
   }
 }
 
+// Every rank pruning every matrix itself (prune_on_every_rank) ends with the bytes that one rank per matrix and
+// a broadcast give: the same summed statistics go into the same deterministic pruning on every rank.
+TEST_P(DataParallelPruning, EveryRankPruningAloneGivesTheBroadcastWeightsAndMasks) {
+  const PruneCase& c = GetParam();
+  const Tensor ids = Tensor::from_vector(random_tokens(9 * 32, 7), {9, 32});
+  prune::SequentialPruneOptions o;
+  o.method = c.method;
+  o.pattern = c.pattern;
+  o.forward_batch = 2;
+  o.show_progress = false;
+  o.comm = &world();
+  auto split = make_model(8), replicated = make_model(8);
+  const auto rs = prune::prune_model(*split, ids, o);
+  o.prune_on_every_rank = true;
+  const auto rr = prune::prune_model(*replicated, ids, o);
+  const auto ls = split->linear_layers(), lr = replicated->linear_layers();
+  ASSERT_EQ(ls.size(), lr.size());
+  int pruned = 0;
+  for (size_t j = 0; j < ls.size(); ++j) {
+    SCOPED_TRACE(ls[j].first);
+    ASSERT_EQ(lr[j].second->has_mask(), ls[j].second->has_mask());
+    if (!ls[j].second->has_mask()) continue;
+    ++pruned;
+    EXPECT_TRUE(pt::test::same_bytes(lr[j].second->weight_mask, ls[j].second->weight_mask));
+    EXPECT_TRUE(pt::test::same_bytes(lr[j].second->weight.data(), ls[j].second->weight.data()));
+    EXPECT_TRUE(same_on_every_rank(lr[j].second->weight.data()));
+  }
+  EXPECT_EQ(pruned, 12);  // 6 matrices in each of 2 layers
+  for (size_t m = 0; m < rs.matrices.size(); ++m) EXPECT_EQ(rr.matrices[m].sparsity, rs.matrices[m].sparsity);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Methods, DataParallelPruning,
     ::testing::Values(PruneCase{prune::PruneMethod::sparsegpt, prune::SparsityPattern::unstructured(0.5)},

@@ -12,6 +12,7 @@
 #include "prune/sequential.h"
 #include "tests/dist/world_fixture.h"
 #include "tests/test_util.h"
+#include "train/gradient_buckets.h"
 #include "train/trainer.h"
 
 namespace pt::dist::test {
@@ -80,6 +81,31 @@ TEST(DataParallel, RetrainingOnSeveralRanksFollowsTheOneProcessRun) {
       if (!keep[i]) {
         ASSERT_EQ(w[i], 0.0f) << name << " element " << i;
       }
+  }
+}
+
+// The bucketed gradient sums (overlapped with the backward) against one blocking all-reduce per parameter: the
+// same two numbers are added for every element, so the parameters agree bit for bit, for any cap.
+TEST(DataParallel, BucketedGradientSumsEqualThePerParameterOnesBitForBit) {
+  const auto data = tokens(4000);
+  auto run = [&](int64_t bucket_bytes) {
+    auto model = pruned_model();
+    train::TrainOptions o = options(4);
+    o.comm = &world();
+    o.bucket_bytes = bucket_bytes;
+    const auto r = train::train_model(*model, train::all_parameters(*model), data, {}, o);
+    return std::make_pair(std::move(model), r);
+  };
+  const auto [reference, rr] = run(0);
+  for (int64_t cap : {int64_t(4096), train::kDefaultBucketBytes}) {  // many buckets (some params over the cap); one
+    SCOPED_TRACE("cap " + std::to_string(cap) + " bytes");
+    const auto [bucketed, rb] = run(cap);
+    for (size_t s = 0; s < rr.history.size(); ++s) {
+      EXPECT_EQ(rb.history[s].loss, rr.history[s].loss) << "step " << s + 1;
+      EXPECT_EQ(rb.history[s].grad_norm, rr.history[s].grad_norm) << "step " << s + 1;
+    }
+    const auto pr = reference->named_parameters(), pb = bucketed->named_parameters();
+    for (size_t k = 0; k < pr.size(); ++k) EXPECT_TRUE(pt::test::same_bytes(pb[k].second->data(), pr[k].second->data())) << pr[k].first;
   }
 }
 

@@ -4,10 +4,12 @@
 
 #include <cuda_runtime.h>
 
+#include "autograd/functions.h"
 #include "dist/nccl_communicator.h"
 #include "dist/world.h"
 #include "tests/dist/world_fixture.h"
 #include "tests/test_util.h"
+#include "train/gradient_buckets.h"
 
 namespace pt::dist::test {
 namespace {
@@ -66,6 +68,37 @@ TEST_F(NcclCollectives, BroadcastAllGatherReduceScatterMatchTheCpu) {
   const std::vector<double> block(sum.begin() + nccl_->rank() * 13, sum.begin() + (nccl_->rank() + 1) * 13);
   PT_EXPECT_CLOSE(mine.to(Device::cpu), Tensor::from_vector(block, {13}).to(DType::f32), pt::test::kElementwiseF32);
   nccl_->barrier();
+}
+
+// Gradient buckets on the GPU: sum_k <p_k, c_k> with rank r's c_k gives gradients c_k; the buckets (started on
+// NCCL's own stream during the backward) must leave every gradient equal, bit for bit, to a blocking all-reduce of
+// it on the compute stream, and close to the CPU sum.
+TEST_F(NcclCollectives, GradientBucketsSumLikeThePerParameterAllReduce) {
+  const std::vector<Shape> shapes{{64, 33}, {5}, {300}, {7, 9}};
+  std::vector<autograd::Variable> params;
+  std::vector<Tensor> constants;
+  for (size_t k = 0; k < shapes.size(); ++k) {
+    params.emplace_back(Tensor::zeros(shapes[k], DType::f32, Device::cuda), true);
+    constants.push_back(rank_input(shapes[k], DType::f32, 30 + k, nccl_->rank()).to(Device::cuda));
+  }
+  std::vector<autograd::Variable*> registered;
+  for (auto& p : params) registered.push_back(&p);
+  train::GradientBuckets buckets(*nccl_, registered, 2048);  // several buckets; {64, 33} over the cap
+  buckets.arm();
+  autograd::Variable loss;
+  for (size_t k = 0; k < params.size(); ++k) {
+    autograd::Variable term = autograd::sum_all(autograd::mul(params[k], autograd::Variable(constants[k])));
+    loss = loss.defined() ? autograd::add(loss, term) : term;
+  }
+  loss.backward();
+  buckets.finish();
+  for (size_t k = 0; k < params.size(); ++k) {
+    Tensor reference = constants[k].clone();
+    nccl_->all_reduce_sum(reference);
+    EXPECT_TRUE(pt::test::same_bytes(params[k].grad().to(Device::cpu), reference.to(Device::cpu))) << "param " << k;
+    const Tensor want = Tensor::from_vector(expected_sum(shapes[k], DType::f32, 30 + k), shapes[k]).to(DType::f32);
+    PT_EXPECT_CLOSE(params[k].grad().to(Device::cpu), want, pt::test::kElementwiseF32);
+  }
 }
 
 }  // namespace
