@@ -155,7 +155,8 @@ train::TrainOptions read_train_section(config::IniConfig& ini, const std::string
   o.log_every = ini.integer(s, "log_every", def.log_every, 0, 100000000);
   o.eval_every = ini.integer(s, "eval_every", def.eval_every, 0, 100000000);
   // Several ranks: MiB of gradient per all-reduce bucket (train/gradient_buckets.h); the sums do not depend on it.
-  o.bucket_bytes = int64_t(ini.number(s, "bucket_mb", double(def.bucket_bytes) / 1048576.0, 0.001, 65536.0) * 1048576.0);
+  const double mib = 1024.0 * 1024.0;
+  o.bucket_bytes = int64_t(ini.number(s, "bucket_mb", double(def.bucket_bytes) / mib, 0.001, 65536.0) * mib);
   return o;
 }
 

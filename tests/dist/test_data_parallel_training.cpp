@@ -97,7 +97,8 @@ TEST(DataParallel, BucketedGradientSumsEqualThePerParameterOnesBitForBit) {
     return std::make_pair(std::move(model), r);
   };
   const auto [reference, rr] = run(0);
-  for (int64_t cap : {int64_t(4096), train::kDefaultBucketBytes}) {  // many buckets (some params over the cap); one
+  // A cap of 4 KiB: many buckets, the embedding over the cap; the default: one bucket.
+  for (int64_t cap : {int64_t(4096), train::kDefaultBucketBytes}) {
     SCOPED_TRACE("cap " + std::to_string(cap) + " bytes");
     const auto [bucketed, rb] = run(cap);
     for (size_t s = 0; s < rr.history.size(); ++s) {
@@ -105,7 +106,8 @@ TEST(DataParallel, BucketedGradientSumsEqualThePerParameterOnesBitForBit) {
       EXPECT_EQ(rb.history[s].grad_norm, rr.history[s].grad_norm) << "step " << s + 1;
     }
     const auto pr = reference->named_parameters(), pb = bucketed->named_parameters();
-    for (size_t k = 0; k < pr.size(); ++k) EXPECT_TRUE(pt::test::same_bytes(pb[k].second->data(), pr[k].second->data())) << pr[k].first;
+    for (size_t k = 0; k < pr.size(); ++k)
+      EXPECT_TRUE(pt::test::same_bytes(pb[k].second->data(), pr[k].second->data())) << pr[k].first;
   }
 }
 

@@ -2,7 +2,8 @@
 # SparseGPT on 2 ranks of this CPU: each matrix pruned by one rank and broadcast ([prune] prune_on = one_rank)
 # against every rank pruning every matrix (prune_on = every_rank), and 1 rank for reference. A random 4-layer
 # OPT (hidden 512, ffn 2048) written by make_random_opt; 32 calibration windows of 256 tokens; prune only.
-# The prune stage's op_seconds (stage record) is the number; the whole run is timed too.
+# The prune stage's op_seconds (stage record) is the number; the whole run is timed too. Every run goes through
+# mpirun (1 rank too), so each rank is bound to a core alike.
 #   bench/results/dist-cpu-2026-12-03/run.sh BUILD_DIR   (from the repository root; writes under /tmp/pt-dist-bench)
 set -e
 build=${1:-build-cpu}
@@ -57,11 +58,10 @@ for rep in 1 2; do
     config "$out" "$2" > "$work/$1-$2.ini"
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     start=$(date +%s.%N)
-    if [ "$1" = 1 ]; then "$build/train_prune" --config "$work/$1-$2.ini" --no-progress > "$out.log" 2>&1
-    else mpirun -np 2 --oversubscribe $root "$build/train_prune" --config "$work/$1-$2.ini" --no-progress > "$out.log" 2>&1; fi
+    mpirun -np "$1" --oversubscribe $root "$build/train_prune" --config "$work/$1-$2.ini" --no-progress > "$out.log" 2>&1
     wall=$(echo "$(date +%s.%N) - $start" | bc)
     echo "| $1 | $2 | $rep | $(prune_seconds "$out") | $wall | $load |"
   done
 done
 # The three runs' tables: the same perplexities (to the printed digits).
-for spec in 1-one_rank 2-one_rank 2-every_rank; do echo "$spec: $(grep -h sparsegpt "$work/run-$spec-1/results.md" | head -1)"; done
+for spec in 1-one_rank 2-one_rank 2-every_rank; do echo "$spec: $(grep -hi sparsegpt "$work/run-$spec-1/results.md" | head -1)"; done
