@@ -7,14 +7,17 @@
 //   2of4     this code base's mma.sp kernel on the 2:4 compressed layout (50 % only)
 // Shapes [out, in]: 2048x2048 (q/k/v/out_proj), 8192x2048 (fc1), 2048x8192 (fc2); tokens 1, 16, 128, 2048;
 // sparsity 50/70/80/90 % (dense and masked do not depend on it and run once per shape, as "0%").
-// GPU: f16 weights and activations, f32 accumulation, CUDA events (manual time). CPU: f32, tokens up to 128
-// (the CPU loops are references, not the product). Counters: FLOP/s of the dense-equivalent product
+// GPU: f16 weights and activations, f32 accumulation, CUDA events (manual time). CPU: f32, tokens up to 128; on
+// an AVX-512 CPU the formats with AVX-512 few-token kernels (dense at 2..16 tokens, bitmap and 2of4 at one) also
+// run forced onto their portable loops ("/portable"), to show what those kernels gain. Counters: FLOP/s of the dense-equivalent product
 // (2·tokens·in·out, so a faster kernel shows a higher number for the same work), bytes/s of what the kernel
 // must read and write at least (its stored weight + x + y), and weight_MB (the stored form).
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "sparse/cpu_isa.h"
 #include "sparse/packed_linear.h"
 
 namespace pt {
@@ -53,8 +56,10 @@ PrunedWeight pruned_weight(int64_t out, int64_t in, double sparsity, bool two_fo
 }
 
 void BM_sparse_linear(benchmark::State& state, LinearKernel kernel, Device dev, LinearShape s, int64_t tokens,
-                      double sparsity) {
+                      double sparsity, bool portable) {
   if (dev == Device::cuda && !bench::require_cuda(state)) return;
+  std::optional<sparse::cpu::ScopedIsa> isa;
+  if (portable) isa.emplace(sparse::cpu::Isa::portable);
   const DType dtype = dev == Device::cuda ? DType::f16 : DType::f32;
   const bool two_four = kernel == LinearKernel::two_four;
   const PrunedWeight pw = pruned_weight(s.out, s.in, two_four ? 0.5 : sparsity, two_four, dev);
@@ -87,17 +92,23 @@ int register_benchmarks() {
     const std::vector<int64_t> tokens = cuda ? std::vector<int64_t>{1, 16, 128, 2048} : std::vector<int64_t>{1, 16, 128};
     for (const LinearShape& s : kShapes)
       for (int64_t t : tokens) {
-        struct Case { LinearKernel k; double sparsity; };
+        struct Case { LinearKernel k; double sparsity; bool portable = false; };
         std::vector<Case> cases = {{LinearKernel::dense, 0.0}, {LinearKernel::masked, 0.0}};
         for (double sp : {0.5, 0.7, 0.8, 0.9})
           for (LinearKernel k : {LinearKernel::csr, LinearKernel::bitmap}) cases.push_back({k, sp});
         cases.push_back({LinearKernel::two_four, 0.5});
+        // The formats with AVX-512 kernels for few tokens, once more on the portable loops (BLAS for dense).
+        if (!cuda && sparse::cpu::avx512_supported() && t <= 16)
+          for (const Case& c : {Case{LinearKernel::dense, 0.0, true}, Case{LinearKernel::bitmap, 0.9, true},
+                                Case{LinearKernel::two_four, 0.5, true}})
+            cases.push_back(c);
         for (const Case& c : cases) {
           const std::string name = "sparse_linear/" + sparse::linear_kernel_name(c.k) + (cuda ? "/cuda/" : "/cpu/") +
                                    std::to_string(s.out) + "x" + std::to_string(s.in) + "/t" + std::to_string(t) +
-                                   "/" + std::to_string(int(c.sparsity * 100 + 0.5)) + "%";
+                                   "/" + std::to_string(int(c.sparsity * 100 + 0.5)) + "%" +
+                                   (c.portable ? "/portable" : "");
           auto* b = RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
-            BM_sparse_linear(st, c.k, dev, s, t, c.sparsity);
+            BM_sparse_linear(st, c.k, dev, s, t, c.sparsity, c.portable);
           });
           b->Unit(benchmark::kMicrosecond);
           if (cuda) b->UseManualTime();

@@ -77,6 +77,7 @@ class SparseLinearLab final : public LabFamily {
         out.push_back(problem("decode", {{"tokens", 1}, {"out", 33}, {"in", 40}}, "unstructured 0.5", x));
         out.push_back(problem("odd", {{"tokens", 17}, {"out", 48}, {"in", 100}}, "unstructured 0.9", x));
         out.push_back(problem("2:4", {{"tokens", 5}, {"out", 16}, {"in", 64}}, "2:4", x));
+        out.push_back(problem("2:4 decode", {{"tokens", 1}, {"out", 21}, {"in", 100}}, "2:4", x));
         out.push_back(problem("dense mask", {{"tokens", 3}, {"out", 7}, {"in", 12}}, "unstructured 0", x));
       }
       return out;

@@ -4,6 +4,8 @@
 #include <limits>
 #include <type_traits>
 
+#include "sparse/cpu_avx512.h"
+#include "sparse/cpu_isa.h"
 #include "sparse/cpu_sparse_rows.h"
 #include "sparse/sparse_cuda.h"
 #include "tensor/ops.h"
@@ -83,6 +85,10 @@ Tensor BitmapWeight::forward(const Tensor& x, const Tensor& bias) const {
         const int32_t* off = offsets.data<int32_t>();
         const auto* vals = values.data<std::remove_cvref_t<decltype(*x2)>>();
         const int64_t wpr = words_per_row();
+        if constexpr (std::is_same_v<std::remove_cvref_t<decltype(*x2)>, float>) {
+          if (tokens == 1 && cpu::active_isa() == cpu::Isa::avx512)
+            return cpu::bitmap_token_avx512(w, off, vals, wpr, x2, b, y, in_, out_, cpu::worth_threads(in_ * out_));
+        }
         cpu::sparse_rows_forward(x2, y, b, tokens, in_, out_, [&](int64_t o, auto&& add) {
           walk_bitmap_row(w, off, vals, wpr, o, add);
         });

@@ -107,15 +107,16 @@ void forward_token_block(const T* x, T* y, const T* bias, int64_t t0, int valid,
   // The loop's barrier keeps xt alive until every row of this block is done.
 }
 
+// Below ~2^18 dense-equivalent multiply-adds a call takes microseconds: one thread, no barriers to wait at (a
+// second thread that is descheduled would hold the first at every block's barrier for a time slice).
+inline bool worth_threads(int64_t multiply_adds) { return multiply_adds >= (int64_t(1) << 18); }
+
 template <class T, class Walk>
 void sparse_rows_forward(const T* x, T* y, const T* bias, int64_t tokens, int64_t in, int64_t out, const Walk& walk) {
   // From the caching allocator: a fresh 128 KiB+ block per call would be a new mapping, zeroed page by page.
   const Tensor xt_block = Tensor::empty({tokens > 1 ? in * kMaxTokenBlock : 0}, dtype_of<T>::value);
   T* xt = xt_block.data<T>();
-  // Below ~2^18 dense multiply-adds a call takes microseconds: one thread, no barriers to wait at (a second
-  // thread that is descheduled would hold the first at every block's barrier for a time slice).
-  const bool parallel = tokens * in * out >= (int64_t(1) << 18);
-#pragma omp parallel if (parallel)
+#pragma omp parallel if (worth_threads(tokens * in * out))
   for (int64_t t0 = 0; t0 < tokens;) {
     // The smallest block that holds what is left (at most 16): 17 tokens are 16 + 1, 7 tokens one padded 8.
     const int64_t left = tokens - t0;

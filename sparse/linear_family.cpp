@@ -61,7 +61,8 @@ kernels::Family<PackLinear>& sparse_linear_family() {
       }});
   static const bool registered = [] {
     family.add(format_variant(LinearKernel::masked, "W⊙M formed on each call, then the dense product", nullptr));
-    family.add(format_variant(LinearKernel::dense, "the weight as stored, BLAS / cuBLAS",
+    family.add(format_variant(LinearKernel::dense,
+                              "the weight as stored, BLAS (own AVX-512 kernel at 2..16 tokens) / cuBLAS",
                               [](const kernels::Problem& p) {
                                 const Sizes s = sizes_of(p);
                                 return kernels::Cost{.bytes = activation_bytes(s) + s.out * s.in * s.act_bytes,
@@ -72,13 +73,15 @@ kernels::Family<PackLinear>& sparse_linear_family() {
       return kernels::Cost{.bytes = activation_bytes(s) + s.kept * (s.act_bytes + 4) + 4 * (s.out + 1),
                            .flops = 2 * s.tokens * s.kept};
     }));
-    family.add(format_variant(LinearKernel::bitmap, "bitmap: CPU set-bit loops, own CUDA kernels",
+    family.add(format_variant(LinearKernel::bitmap,
+                              "bitmap: CPU set-bit loops (AVX-512 expand at 1 token), own CUDA kernels",
                               [](const kernels::Problem& p) {
                                 const Sizes s = sizes_of(p);  // the kept values and one bit per weight
                                 return kernels::Cost{.bytes = activation_bytes(s) + s.kept * s.act_bytes + s.out * s.in / 8,
                                                      .flops = 2 * s.tokens * s.kept};
                               }));
-    family.add(format_variant(LinearKernel::two_four, "2:4 compressed: CPU group loops, own mma.sp kernel",
+    family.add(format_variant(LinearKernel::two_four,
+                              "2:4 compressed: CPU group loops (AVX-512 permute at 1 token), own mma.sp kernel",
                               [](const kernels::Problem& p) {
                                 const Sizes s = sizes_of(p);  // half the values and a 2-bit index per kept value
                                 return kernels::Cost{.bytes = activation_bytes(s) + s.out * s.in / 2 * s.act_bytes +

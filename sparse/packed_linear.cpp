@@ -1,6 +1,11 @@
 #include "sparse/packed_linear.h"
 
+#include <type_traits>
+
 #include "sparse/bitmap.h"
+#include "sparse/cpu_avx512.h"
+#include "sparse/cpu_isa.h"
+#include "sparse/cpu_sparse_rows.h"
 #include "sparse/csr.h"
 #include "sparse/two_four.h"
 #include "tensor/ops.h"
@@ -9,7 +14,13 @@ namespace pt::sparse {
 
 namespace {
 
-// dense: the layer's own weight (zeros already in place), multiplied with BLAS / cuBLAS.
+// Token counts the dense format's own AVX-512 kernel takes (sparse/cpu_avx512.h). One token stays on BLAS's
+// sgemv, which streams W as fast; above 16, OpenBLAS's sgemm (which packs W per call, paid off as tokens grow)
+// keeps the product, as before: the crossover above 16 is not measured.
+constexpr int64_t kDenseOwnMinTokens = 2, kDenseOwnMaxTokens = 16;
+
+// dense: the layer's own weight (zeros already in place), multiplied with BLAS / cuBLAS, or on an AVX-512 CPU
+// for 2..16 tokens of f32 with this code base's register-blocked kernel, on W as stored.
 class DenseWeight final : public PackedLinearWeight {
  public:
   DenseWeight(const Tensor& weight, DType dtype) : weight_(weight.to(dtype)) {
@@ -18,6 +29,7 @@ class DenseWeight final : public PackedLinearWeight {
     device_ = weight.device();
   }
   Tensor forward(const Tensor& x, const Tensor& bias) const override {
+    if (takes_own_kernel(x)) return forward_own_kernel(x, bias);
     const Tensor xc = x.dtype() == weight_.dtype() ? x : x.to(weight_.dtype());
     const Tensor b = bias.defined() ? bias.to(weight_.dtype()) : bias;
     Tensor y = linear(xc, weight_, b);
@@ -28,6 +40,25 @@ class DenseWeight final : public PackedLinearWeight {
   Tensor to_dense() const override { return weight_; }
 
  private:
+  bool takes_own_kernel(const Tensor& x) const {
+    if (device_ != Device::cpu || weight_.dtype() != DType::f32 || !weight_.is_contiguous()) return false;
+    if (!x.defined() || x.dim() < 1 || x.size(-1) != in_ || in_ == 0) return false;
+    const int64_t tokens = x.numel() / in_;
+    return tokens >= kDenseOwnMinTokens && tokens <= kDenseOwnMaxTokens && cpu::active_isa() == cpu::Isa::avx512;
+  }
+  Tensor forward_own_kernel(const Tensor& x, const Tensor& bias) const {
+    return packed_linear_forward(
+        *this, DType::f32, x, bias, "dense_linear",
+        [&](const auto* x2, auto* y, const auto* b, int64_t tokens) {
+          if constexpr (std::is_same_v<std::remove_cvref_t<decltype(*x2)>, float>) {
+            const Tensor scratch = Tensor::empty({cpu::dense_rows_scratch_floats(tokens, in_)}, DType::f32);
+            cpu::dense_rows_avx512(x2, weight_.data<float>(), b, y, tokens, in_, out_, scratch.data<float>(),
+                                   cpu::worth_threads(tokens * in_ * out_));
+          }
+        },
+        [](const Tensor&, const Tensor&, const Tensor&) {});
+  }
+
   Tensor weight_;  // shares storage with the layer's weight when the dtype matches
 };
 

@@ -20,7 +20,9 @@
 //   auto     the fastest of the above for the layer, measured when packing (sparse/auto_kernel.h)
 //
 // The CPU row walks (sparse/cpu_sparse_rows.h) take up to 16 tokens per walk of a row's indices, SIMD across the
-// tokens. Every format is built from the layer's keep-mask (not from W != 0), so a kept weight that happens to be 0
+// tokens. On a CPU with AVX-512 (chosen at run time, sparse/cpu_isa.h) the few-token products have their own f32
+// kernels (sparse/cpu_avx512.h): dense at 2..16 tokens on W as stored (OpenBLAS's sgemm is slow that skinny),
+// bitmap and 2of4 at one token (decode); everything else runs the portable loops and BLAS. Every format is built from the layer's keep-mask (not from W != 0), so a kept weight that happens to be 0
 // is still stored, and every kernel computes exactly the masked-dense product up to summation order.
 // Values are stored in a compute dtype chosen at packing (default_packed_dtype): the weight's dtype on the CPU;
 // on CUDA bf16 for the tensor-core formats when the model is f32. Inputs are converted to that dtype, products

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "sparse/cpu_avx512.h"
+#include "sparse/cpu_isa.h"
 #include "sparse/cpu_sparse_rows.h"
 #include "sparse/sparse_cuda.h"
 #include "tensor/ops.h"
@@ -97,6 +99,10 @@ Tensor TwoFourWeight::forward(const Tensor& x, const Tensor& bias) const {
       [&](const auto* x2, auto* y, const auto* b, int64_t tokens) {
         const auto* m = reinterpret_cast<const uint32_t*>(meta.data<int32_t>());
         const auto* vals = values.data<std::remove_cvref_t<decltype(*x2)>>();
+        if constexpr (std::is_same_v<std::remove_cvref_t<decltype(*x2)>, float>) {
+          if (tokens == 1 && cpu::active_isa() == cpu::Isa::avx512)
+            return cpu::two_four_token_avx512(m, vals, x2, b, y, in_, out_, cpu::worth_threads(in_ * out_));
+        }
         cpu::sparse_rows_forward(x2, y, b, tokens, in_, out_, [&](int64_t o, auto&& add) {
           walk_two_four_row(m, vals, in_, o, add);
         });
