@@ -14,6 +14,7 @@
 #include "prune/magnitude.h"
 #include "prune/reconstruction.h"
 #include "prune/wanda.h"
+#include "tensor/cpu_caching_allocator.h"
 #include "tensor/nvtx.h"
 #include "tensor/progress.h"
 #if PT_CUDA
@@ -414,6 +415,9 @@ PruneReport prune_layers(opt::ModelLayers& walk, const Tensor& all_ids, const Se
         if (o.hessian_observer && stats && stats->hessian.H().defined()) o.hessian_observer(full_name, stats->hessian.H());
         const int owner = matrix_owner(comm, j);
         MatrixPruneReport r = comm.rank() == owner ? prune_linear(*named[j].second, stats, o) : MatrixPruneReport{};
+        // Streamed, the resident set is bounded by one matrix's working set: its temporaries (factorisation,
+        // reconstruction error) go back to the system rather than wait in the allocation cache beside the next's.
+        if (walk.streamed() && device == Device::cpu) cpu::empty_cache();
         if (comm.size() > 1) share_pruned_matrix(comm, owner, *named[j].second, r);
         r.name = full_name;
         r.layer = i;
