@@ -74,7 +74,9 @@ class InverseFactorLab final : public LabFamily {
     return {{"A", Role::input, a}};
   }
   Args run(const std::string& variant, const Problem& p, const Args& a) const override {
-    return {{"U", Role::output, prune::inverse_factor_family().get(variant, a[0].t.device())(a[0].t)}};
+    const Tensor& A = a[0].t;
+    const Tensor diagonal = A.as_strided({A.size(0)}, {A.size(0) + 1}, A.offset()).contiguous();  // A as it is
+    return {{"U", Role::output, prune::inverse_factor_family().get(variant, A.device())(A, diagonal)}};
   }
 };
 

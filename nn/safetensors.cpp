@@ -1,7 +1,6 @@
 #include "nn/safetensors.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,7 +91,7 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
   if (this != &o) {
     close();
     path_ = std::move(o.path_);
-    base_ = std::exchange(o.base_, nullptr);
+    fd_ = std::exchange(o.fd_, -1);
     size_ = std::exchange(o.size_, 0);
     data_start_ = o.data_start_;
     entries_ = std::move(o.entries_);
@@ -103,8 +102,8 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
 }
 
 void SafetensorsFile::close() {
-  if (base_) ::munmap(base_, size_);
-  base_ = nullptr;
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
   size_ = 0;
   data_start_ = 0;
   path_.clear();
@@ -126,23 +125,20 @@ void SafetensorsFile::open(const std::string& path) {
     ::close(fd);
     PT_FAIL("safetensors ", path, ": file is ", size, " bytes, shorter than the 8-byte header length");
   }
-  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_errno = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  PT_CHECK(p != MAP_FAILED, "safetensors ", path, ": mmap failed: ", std::strerror(map_errno));
-  base_ = p;
+  fd_ = fd;
   size_ = size;
   path_ = path;
-  const uint8_t* bytes = static_cast<const uint8_t*>(base_);
 
-  // Any failure below must leave the object closed: validate in a lambda and unmap on error.
+  // Any failure below must leave the object closed: validate in a lambda and close on error.
   auto validate = [&] {
     uint64_t n = 0;
-    std::memcpy(&n, bytes, 8);
+    read_bytes(&n, 8, 0);
     PT_CHECK(n <= kMaxHeaderBytes, "safetensors ", path, ": header length ", n, " is over the limit of ",
              kMaxHeaderBytes, " bytes (not a safetensors file, or corrupt)");
     PT_CHECK(n <= size - 8, "safetensors ", path, ": truncated: header says ", n, " bytes but the file has ", size - 8,
              " bytes after the 8-byte length");
+    std::string text(n, '\0');
+    read_bytes(text.data(), n, 8);
     data_start_ = 8 + n;
 
     // Parse (nesting bounded before anything recurses), noting duplicate top-level keys (nlohmann would silently
@@ -150,7 +146,7 @@ void SafetensorsFile::open(const std::string& path) {
     std::string duplicate;
     std::set<std::string> seen;
     const json header = parse_untrusted_json(
-        std::string_view(reinterpret_cast<const char*>(bytes) + 8, n), "safetensors " + path + ": header",
+        std::string_view(text), "safetensors " + path + ": header",
         kMaxJsonDepth, [&](int depth, json::parse_event_t ev, json& parsed) {
           if (ev == json::parse_event_t::key && depth == 1 && !seen.insert(parsed.get<std::string>()).second)
             duplicate = parsed.get<std::string>();
@@ -245,22 +241,28 @@ const SafetensorsFile::Entry& SafetensorsFile::entry(const std::string& name) co
 
 SafetensorsInfo SafetensorsFile::info(const std::string& name) const { return entry(name).info; }
 
-std::string_view SafetensorsFile::stored_bytes(const std::string& name) const {
-  const Entry& e = entry(name);
-  return {static_cast<const char*>(base_) + data_start_ + e.begin, size_t(e.end - e.begin)};
+void SafetensorsFile::read_bytes(void* out, uint64_t n, uint64_t at) const {
+  uint64_t done = 0;
+  while (done < n) {
+    const ssize_t got = ::pread(fd_, static_cast<char*>(out) + done, size_t(n - done), off_t(at + done));
+    if (got < 0 && errno == EINTR) continue;
+    PT_CHECK(got > 0, "safetensors ", path_, ": reading ", n, " bytes at offset ", at, " failed: ",
+             got < 0 ? std::strerror(errno) : "the file is shorter than when it was opened");
+    done += uint64_t(got);
+  }
 }
 
-void SafetensorsFile::convert_to_host(const Entry& e, const std::string& name, DType dtype, void* out) const {
-  const uint8_t* src = static_cast<const uint8_t*>(base_) + data_start_ + e.begin;
-  const int64_t n = shape_numel(e.info.shape);
-  const DType stored = e.info.dtype;
-  if (stored == dtype) {
-    if (n > 0) std::memcpy(out, src, e.end - e.begin);
-    return;
-  }
-  PT_CHECK(is_floating(stored) && is_floating(dtype), "safetensors ", path_, ": tensor ", name, " is stored as ",
-           e.info.stored_dtype, " and cannot be read as ", dtype_name(dtype),
-           " (only floating data converts between dtypes)");
+std::string SafetensorsFile::stored_bytes(const std::string& name) const {
+  const Entry& e = entry(name);
+  std::string out(e.end - e.begin, '\0');
+  read_bytes(out.data(), out.size(), data_start_ + e.begin);
+  return out;
+}
+
+namespace {
+
+// n stored floating elements at src (little-endian, unaligned) converted into out as dtype.
+void convert_floats(DType stored, const uint8_t* src, DType dtype, void* out, int64_t n) {
   switch (stored) {
     case DType::f16:
       return store_floats(dtype, out, n, [&](int64_t i) { return f16_to_float(load_at<uint16_t>(src, i)); });
@@ -275,23 +277,33 @@ void SafetensorsFile::convert_to_host(const Entry& e, const std::string& name, D
   }
 }
 
-// Drop the mapped pages of a tensor once it has been converted, so loading a whole model keeps the resident
-// set near one tensor beyond the destination (the pages stay in the page cache and are re-read if needed).
-void SafetensorsFile::release_pages(const Entry& e) const {
-  // Only tiny tensors (biases, norms) are not worth the syscall: a streamed walk reads every tensor of a model
-  // larger than memory once, and pages kept for tensors of any real size would add up to the model's bytes.
-  constexpr uint64_t kMinBytes = 16 << 10;
-  if (e.end - e.begin < kMinBytes) return;
-  const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
-  const uint64_t first = (data_start_ + e.begin) / page * page;
-  ::madvise(static_cast<uint8_t*>(base_) + first, data_start_ + e.end - first, MADV_DONTNEED);
+}  // namespace
+
+// The file is read with pread, never mapped: a mapping's pages count in the resident set until they are dropped,
+// and the kernel maps neighbouring pages around each fault, so a streamed walk over a memory-mapped model kept
+// about half of every shard it had read resident. pread copies from the page cache, which is not this process's.
+void SafetensorsFile::convert_to_host(const Entry& e, const std::string& name, DType dtype, void* out) const {
+  const int64_t n = shape_numel(e.info.shape);
+  const DType stored = e.info.dtype;
+  if (n == 0) return;
+  if (stored == dtype) return read_bytes(out, e.end - e.begin, data_start_ + e.begin);
+  PT_CHECK(is_floating(stored) && is_floating(dtype), "safetensors ", path_, ": tensor ", name, " is stored as ",
+           e.info.stored_dtype, " and cannot be read as ", dtype_name(dtype),
+           " (only floating data converts between dtypes)");
+  // Converted through a bounded buffer (1 MiB of stored bytes at a time), not a copy of the whole tensor.
+  const int64_t width = int64_t(dtype_size(stored)), chunk = int64_t(1 << 20) / width;
+  std::vector<uint8_t> buffer(size_t(std::min(n, chunk) * width));
+  for (int64_t first = 0; first < n; first += chunk) {
+    const int64_t count = std::min(chunk, n - first);
+    read_bytes(buffer.data(), uint64_t(count * width), data_start_ + e.begin + uint64_t(first * width));
+    convert_floats(stored, buffer.data(), dtype, static_cast<uint8_t*>(out) + first * int64_t(dtype_size(dtype)), count);
+  }
 }
 
 Tensor SafetensorsFile::read(const std::string& name, DType dtype, Device device) const {
   const Entry& e = entry(name);
   Tensor out = Tensor::empty(e.info.shape, dtype, Device::cpu);
   convert_to_host(e, name, dtype, out.data_ptr());
-  release_pages(e);
   return out.to(device);
 }
 
@@ -307,7 +319,6 @@ void SafetensorsFile::read_into(const std::string& name, const Tensor& dst) cons
     convert_to_host(e, name, dst.dtype(), tmp.data_ptr());
     Tensor(dst).copy_(tmp);
   }
-  release_pages(e);
 }
 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,

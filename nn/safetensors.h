@@ -1,4 +1,6 @@
-// Safetensors files (the Hugging Face weight format): a validating, memory-mapped reader and an atomic writer.
+// Safetensors files (the Hugging Face weight format): a validating reader (pread, never memory-mapped: the bytes of
+// a tensor pass through the page cache into their destination, nothing of the file stays in the resident set) and
+// an atomic writer.
 // Layout: 8-byte little-endian header length N, N bytes of UTF-8 JSON, then the raw little-endian C-order data.
 // open() checks every structural rule before any tensor is read, so a corrupt or truncated download fails with
 // one line naming the file (and tensor) instead of producing garbage weights.
@@ -30,10 +32,10 @@ class SafetensorsFile {
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
-  // Maps the file read-only and validates it fully; throws pt::Error naming the path on any defect.
+  // Opens the file read-only and validates it fully; throws pt::Error naming the path on any defect.
   void open(const std::string& path);
   void close();
-  bool is_open() const { return base_ != nullptr; }
+  bool is_open() const { return fd_ >= 0; }
   const std::string& path() const { return path_; }
 
   std::vector<std::string> names() const;  // sorted
@@ -47,8 +49,8 @@ class SafetensorsFile {
   // Converts straight into dst's storage (any dtype/device/strides the conversion rules above allow).
   // A CUDA (or strided) dst goes through one temporary CPU tensor the size of this one tensor.
   void read_into(const std::string& name, const Tensor& dst) const;
-  // The tensor's bytes as stored (little-endian, its stored dtype), valid while the file is open.
-  std::string_view stored_bytes(const std::string& name) const;
+  // A copy of the tensor's bytes as stored (little-endian, its stored dtype).
+  std::string stored_bytes(const std::string& name) const;
 
  private:
   struct Entry {
@@ -57,10 +59,10 @@ class SafetensorsFile {
   };
   const Entry& entry(const std::string& name) const;
   void convert_to_host(const Entry& e, const std::string& name, DType dtype, void* out) const;
-  void release_pages(const Entry& e) const;
+  void read_bytes(void* out, uint64_t n, uint64_t at) const;  // exactly n bytes at file offset `at`, or throws
 
   std::string path_;
-  void* base_ = nullptr;  // the read-only mapping of the whole file (never empty: files are >= 8 bytes)
+  int fd_ = -1;  // open read-only while the object is
   size_t size_ = 0;
   uint64_t data_start_ = 0;  // 8 + N
   std::map<std::string, Entry> entries_;

@@ -37,7 +37,7 @@ class HfCheckpoint {
   HfCheckpoint() = default;
   explicit HfCheckpoint(const std::string& dir) { open(dir); }
 
-  // Reads DIR/config.json and opens the weights (each shard once, memory-mapped and validated).
+  // Reads DIR/config.json and opens the weights (each shard opened once and validated).
   void open(const std::string& dir);
   const std::string& dir() const { return dir_; }
   const OptConfig& config() const { return config_; }

@@ -95,7 +95,13 @@ StreamedLayers::StreamedLayers(std::shared_ptr<const WeightSource> source, Devic
   io_->post([this] { uploader_->use_copy_stream_on_this_thread(); }).get();
 }
 
-StreamedLayers::~StreamedLayers() { io_.reset(); }
+StreamedLayers::~StreamedLayers() {
+  io_.reset();
+  // The slots go back to the system, not into the allocation cache (a later stage would start with them resident).
+  for (Slot& s : slots_) s = Slot();
+  uploader_.reset();
+  if (device_ == Device::cpu) cpu::empty_cache();
+}
 
 OptForCausalLM& StreamedLayers::ends() {
   if (!ends_) {

@@ -1,6 +1,6 @@
 // Where a streamed model's tensors come from, one tensor at a time by canonical Hugging Face name: a Hugging Face
-// folder (model.safetensors or shards with their index, memory-mapped; fp16/bf16/fp32 converted on reading) or
-// this project's HDF5 checkpoint (read per dataset). Both also give the u8 keep-mask stored with a pruned weight:
+// folder (model.safetensors or shards with their index, read with pread, never mapped; fp16/bf16/fp32 converted on
+// reading) or this project's HDF5 checkpoint (read per dataset). Both also give the u8 keep-mask stored with a pruned weight:
 // the HDF5 file's /masks, or the masks-NNNNN.safetensors files a streamed stage writes beside its shards
 // (opt/layer_sink.h). Reading is safe from several threads at once.
 #pragma once

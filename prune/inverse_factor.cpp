@@ -29,9 +29,9 @@ void cholesky_lower(std::vector<double>& a, int64_t n, const char* what) {
 }
 
 // Plain double loops: A = L·Lᵀ; A⁻¹ = L⁻ᵀ·L⁻¹; then A⁻¹ = Uᵀ·U, i.e. U = (the lower factor of A⁻¹)ᵀ.
-Tensor inverse_factor_reference(const Tensor& A) {
+Tensor inverse_factor_reference(const Tensor& A, const Tensor& diagonal) {
   const int64_t n = A.size(0);
-  std::vector<double> a = A.to(DType::f64).contiguous().to_vector<double>();
+  std::vector<double> a = with_diagonal(A, diagonal).to(DType::f64).contiguous().to_vector<double>();
   cholesky_lower(a, n, "A");
   std::vector<double> linv(size_t(n * n), 0.0);  // L⁻¹, lower, by forward substitution column by column
   for (int64_t c = 0; c < n; ++c) {
@@ -71,10 +71,10 @@ kernels::Family<InverseFactorFn>::Variant inverse_factor_chol_inv_chol_variant()
            .devices = {Device::cpu, Device::cuda},
            .dtypes = {DType::f32},
            .summary = "cholesky -> cholesky_inverse -> cholesky(upper): LAPACK, or cuSOLVER and cuBLAS"},
-          [](const Tensor& A) {
-            // Each intermediate is dropped as soon as the next exists: on an ffn-wide Hessian these are the largest
-            // tensors of a pruning pass (a streamed pass is bounded by them).
-            Tensor L = cholesky(A);
+          [](const Tensor& A, const Tensor& diagonal) {
+            // Each intermediate is dropped as soon as the next exists (the damped copy with the first
+            // factorisation): at most two d×d matrices beside A.
+            Tensor L = cholesky(with_diagonal(A, diagonal));
             Tensor Hinv = cholesky_inverse(L);
             L = Tensor();
             return cholesky(Hinv, /*upper=*/true);

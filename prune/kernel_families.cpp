@@ -53,7 +53,7 @@ kernels::Family<HessianUpdate>& hessian_family() {
 kernels::Family<InverseFactorFn>& inverse_factor_family() {
   static kernels::Family<InverseFactorFn> family({
       .name = "inverse_factor",
-      .summary = "U = the upper Cholesky factor of A⁻¹ for a symmetric positive definite A, f32 [d, d]",
+      .summary = "U = the upper Cholesky factor of Â⁻¹, Â = A (symmetric, f32 [d, d]) with a given diagonal",
       .reference = "reference",
       .fused_order = {"chol_inv_chol"},
       .unfused_order = {"chol_inv_chol"},

@@ -1,6 +1,7 @@
 // Sparsity patterns, exact counts and keep-mask measurements.
 #include "prune/pattern.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -96,8 +97,14 @@ int64_t mask_pruned_count(const Tensor& keep) {
   PT_CHECK(keep.defined() && keep.dtype() == DType::u8, "mask_pruned_count: keep must be a u8 mask, got ",
            keep.defined() ? keep.describe() : std::string("undefined"));
   if (keep.numel() == 0) return 0;
-  // f64 sums count exactly far beyond any mask size (f32 would stop at 2^24).
-  return keep.numel() - int64_t(std::llround(sum_all(keep.to(DType::f64)).item()));
+  // f64 sums count exactly far beyond any mask size (f32 would stop at 2^24); widened a block at a time, so the
+  // f64 copy stays small beside an ffn-wide mask (8 bytes per weight).
+  const Tensor flat = keep.contiguous().reshape({keep.numel()});
+  constexpr int64_t kBlock = 1 << 18;
+  int64_t kept = 0;
+  for (int64_t i = 0; i < flat.numel(); i += kBlock)
+    kept += int64_t(std::llround(sum_all(flat.narrow(0, i, std::min(kBlock, flat.numel() - i)).to(DType::f64)).item()));
+  return keep.numel() - kept;
 }
 
 double mask_sparsity(const Tensor& keep) {

@@ -1,6 +1,8 @@
 // Layer-output reconstruction error from the Hessian: Σ_rows dw·H·dwᵀ / 2, in f64.
 #include "prune/reconstruction.h"
 
+#include <algorithm>
+
 #include "prune/pattern.h"
 #include "tensor/ops.h"
 
@@ -15,9 +17,21 @@ double reconstruction_error(const Tensor& w_old, const Tensor& w_new, const Tens
                H.device() == w_old.device(),
            "reconstruction_error: H ", H.defined() ? H.describe() : std::string("undefined"), " should be [",
            w_old.size(1), ", ", w_old.size(1), "] on the weights' device");
-  const Tensor dw = sub(w_new.to(DType::f64), w_old.to(DType::f64));
-  const Tensor dwH = matmul(dw, H.to(DType::f64));
-  return sum_all(mul(dwH, dw)).item() / 2.0;
+  // dw (exact in f64: the difference of two f32 values) is made a block of rows at a time, and H is widened to f64
+  // a block of its columns at a time: an ffn-wide H in f64 would be twice the largest matrix of the pass.
+  const int64_t rows = w_old.size(0), cols = w_old.size(1), block = 256;
+  const Tensor dw = Tensor::empty({rows, cols}, DType::f64, w_old.device());
+  for (int64_t r = 0; r < rows; r += block) {
+    const int64_t n = std::min(block, rows - r);
+    dw.narrow(0, r, n).copy_(sub(w_new.narrow(0, r, n).to(DType::f64), w_old.narrow(0, r, n).to(DType::f64)));
+  }
+  double total = 0;
+  for (int64_t c = 0; c < cols; c += block) {
+    const int64_t n = std::min(block, cols - c);
+    const Tensor dwH = matmul(dw, H.narrow(1, c, n).to(DType::f64));  // columns c..c+n of dw·H
+    total += sum_all(mul(dwH, dw.narrow(1, c, n))).item();
+  }
+  return total / 2.0;
 }
 
 }  // namespace pt::prune

@@ -41,20 +41,27 @@ int64_t sparsegpt_block_prune_count(int64_t cum_numel, double sparsity, int64_t 
   return std::clamp(target, forced_here, total - pruned_before - forced_after);
 }
 
+Tensor with_diagonal(const Tensor& A, const Tensor& diag) {
+  Tensor copy = A.clone();
+  diagonal(copy).copy_(diag);
+  return copy;
+}
+
 InverseFactor damped_inverse_factor(const Tensor& H, double percdamp, int max_retries,
-                                    const std::function<void(const std::string&)>& log, const std::string& variant) {
+                                    const std::function<void(const std::string&)>& log, const std::string& variant,
+                                    const Tensor& dead) {
   PT_CHECK(percdamp >= 0.0 && std::isfinite(percdamp), "sparsegpt: percdamp = ", percdamp, " must be finite and >= 0");
   PT_CHECK(max_retries >= 0, "sparsegpt: max_damping_retries = ", max_retries, " must be >= 0");
   const auto& factor = inverse_factor_family().get(variant, H.device());
   PT_NVTX_RANGE("prune/cholesky");
-  const double mean_diag = mean_all(diagonal(H)).item();
+  const Tensor diag = dead.defined() ? masked_fill(diagonal(H), dead, 1.0) : diagonal(H);
+  const double mean_diag = mean_all(diag).item();
   InverseFactor out;
   for (out.retries = 0;; ++out.retries) {
-    Tensor damped = H.clone();
-    Tensor d = diagonal(damped);
-    unary_(d, d, UnaryOp::add_scalar, percdamp * mean_diag);
     try {
-      out.U = factor(damped);
+      Tensor damped = diag.clone();
+      unary_(damped, damped, UnaryOp::add_scalar, percdamp * mean_diag);
+      out.U = factor(H, damped);
       out.percdamp_used = percdamp;
       return out;
     } catch (const NotPositiveDefinite& e) {
@@ -94,16 +101,11 @@ SparseGptResult sparsegpt_prune(Tensor& weight, const Tensor& H, const SparsityP
   Tensor& W = weight;
 
   // Dead inputs (diag H == 0) carry no signal: H_dd = 1 keeps H invertible, W[:, d] = 0.
-  Tensor Hc = H;  // copied only when it must change
-  const Tensor dead = compare_scalar(diagonal(Hc), 0.0, CompareOp::eq);
+  const Tensor dead = compare_scalar(diagonal(H), 0.0, CompareOp::eq);
   result.dead_columns = int64_t(sum_all(dead.to(DType::f64)).item() + 0.5);
-  if (result.dead_columns > 0) {
-    Hc = H.clone();
-    diagonal(Hc).copy_(masked_fill(diagonal(Hc), dead, 1.0));
-    W.copy_(masked_fill(W, dead.view({1, cols}), 0.0));
-  }
-  const InverseFactor inv = damped_inverse_factor(Hc, options.percdamp, options.max_damping_retries, options.log);
-  Hc = Tensor();
+  if (result.dead_columns > 0) W.copy_(masked_fill(W, dead.view({1, cols}), 0.0));
+  const InverseFactor inv = damped_inverse_factor(H, options.percdamp, options.max_damping_retries, options.log, "",
+                                                  result.dead_columns > 0 ? dead : Tensor());
   result.percdamp_used = inv.percdamp_used;
   result.retries = inv.retries;
   const Tensor& U = inv.U;  // upper Cholesky factor of H⁻¹

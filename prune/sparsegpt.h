@@ -37,14 +37,20 @@ SparseGptResult sparsegpt_prune(Tensor& weight, const Tensor& H, const SparsityP
 // ---- the pieces, public for the benchmark and tests --------------------------------------------------------
 
 // The kernel family inverse_factor (prune/kernel_families.cpp registers its variants): U, the upper Cholesky
-// factor of A⁻¹ for a symmetric positive definite A (f32 [d, d], not modified), as a new f32 [d, d] tensor whose
-// strict lower triangle is 0; a matrix that is not positive definite raises pt::NotPositiveDefinite.
+// factor of Â⁻¹, where Â is the symmetric A (f32 [d, d], not modified) with its diagonal replaced by `diagonal`
+// (f32 [d]: SparseGPT's damped diagonal), as a new f32 [d, d] tensor whose strict lower triangle is 0; a matrix that
+// is not positive definite raises pt::NotPositiveDefinite. Â is the variant's own copy and dies with the first
+// factorisation: on an ffn-wide Hessian every d×d copy is among the largest tensors of a pruning pass (a streamed
+// pass is bounded by them), so the caller keeps no damped copy of its own.
 //   reference      Cholesky, inverse and Cholesky again in double loops (CPU)
 //   chol_inv_chol  cholesky -> cholesky_inverse -> cholesky(upper): LAPACK on the CPU, cuSOLVER/cuBLAS on CUDA
-using InverseFactorFn = Tensor(const Tensor& A);
+using InverseFactorFn = Tensor(const Tensor& A, const Tensor& diagonal);
 kernels::Family<InverseFactorFn>& inverse_factor_family();
+// A copy of A with its diagonal replaced by `diagonal`: the first step of every variant.
+Tensor with_diagonal(const Tensor& A, const Tensor& diagonal);
 
-// U for H + damp·I, damp = percdamp·mean(diag H). H has dead columns already set (diag 1); on NotPositiveDefinite
+// U for H + damp·I, damp = percdamp·mean(diag H), where the diagonal of the columns marked in `dead` (u8 [d], or
+// undefined: none) counts as 1 (SparseGPT's dead inputs, diag H = 0; H itself is not copied); on NotPositiveDefinite
 // the damping is retried with percdamp *10, up to max_retries times (each retry logged), then a pt::Error naming
 // the size, the last percdamp and what to try. `variant` names an inverse_factor_family() variant ("" = its
 // selection).
@@ -55,7 +61,7 @@ struct InverseFactor {
 };
 InverseFactor damped_inverse_factor(const Tensor& H, double percdamp, int max_retries,
                                     const std::function<void(const std::string&)>& log = {},
-                                    const std::string& variant = "");
+                                    const std::string& variant = "", const Tensor& dead = {});
 
 // How many weights block j prunes so the matrix total is exact and every prefix of blocks is as close to the
 // target as the forced positions allow: clamp(C_j - S, P_j, T - S - P_after) where C_j = pruned_count(cum_numel,

@@ -92,7 +92,7 @@ MemoryEstimate streamed_prune_memory(const opt::OptConfig& c, int64_t n, int64_t
   const int64_t h = c.hidden_size, f = c.ffn_dim;
   const int64_t slots = 2 * kF32 * layer_params(c) + layer_weights(c) * (device == Device::cuda ? 3 : 1);
   const int64_t stats = kF32 * (3 * h * h + f * f);
-  const int64_t factor = method == prune::PruneMethod::sparsegpt ? kF32 * 4 * f * f : 0;
+  const int64_t factor = method == prune::PruneMethod::sparsegpt ? kF32 * 2 * f * f : 0;
   const int64_t matrix = 2 * kF32 * h * f;
   const opt::ActivationPlace place = opt::resolve_activation_place(activations, n, t, h, DType::f32, device);
   const int64_t acts = 2 * kF32 * n * t * h;
@@ -101,7 +101,8 @@ MemoryEstimate streamed_prune_memory(const opt::OptConfig& c, int64_t n, int64_t
   const int64_t acts_device = on_device ? acts : 0;
   const int64_t chunk = chunk_bytes(c, std::min(batch, n), t);
   const int64_t layer_phase = slots + stats + factor + matrix + chunk + acts_device;
-  const int64_t ends_phase = kF32 * ends_params(c) + acts_device + kF32 * std::min(batch, n) * t * h;
+  // The slots stay allocated while the ends are resident (they are made once, when the walk starts).
+  const int64_t ends_phase = slots + kF32 * ends_params(c) + acts_device + kF32 * std::min(batch, n) * t * h;
   MemoryEstimate e;
   e.device_bytes = std::max(layer_phase, ends_phase);
   if (device == Device::cuda)
@@ -123,7 +124,7 @@ MemoryEstimate streamed_eval_memory(const opt::OptConfig& c, int64_t windows, in
   const int64_t acts_device = on_device ? acts : 0;
   const int64_t layer_phase = slots + chunk_bytes(c, b, t) + acts_device;
   const int64_t logits = 2 * kF32 * b * t * c.vocab_size;  // the logits and cross-entropy's softmax
-  const int64_t ends_phase = kF32 * ends_params(c) + acts_device + logits;
+  const int64_t ends_phase = slots + kF32 * ends_params(c) + acts_device + logits;
   MemoryEstimate e;
   e.device_bytes = std::max(layer_phase, ends_phase);
   if (device == Device::cuda) e.host_bytes = 2 * kF32 * h * c.ffn_dim + (place == opt::ActivationPlace::host ? acts : 0);

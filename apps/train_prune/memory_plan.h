@@ -7,10 +7,12 @@
 // copied in; full retraining adds gradients and AdamW's two moments (16 bytes per parameter in all).
 //
 // Streamed, a prune or evaluation stage holds on the device only (opt/streamed_layers.h, prune/sequential.h):
-//   ends phase    token + position embeddings (+ an untied head) while the inputs are embedded or the logits made
+//   ends phase    token + position embeddings (+ an untied head) while the inputs are embedded or the logits made,
+//                 beside the two layer slots (allocated once, when the walk starts)
 //   layer phase   two layer slots (f32) and the current layer's new masks; for pruning the layer's statistics (f32
 //                 Hessians C² for q/k/v, out_proj and fc1, F² for fc2; Wanda norms), SparseGPT's factorisation of
-//                 the largest one (four more F²: its copy, the damped matrix, its Cholesky factor and inverse) and
+//                 the largest one (two more F² at a time: the damped copy and its factor, then the factor and the
+//                 inverse, then the inverse and its factor; prune/inverse_factor.cpp) and
 //                 the f32 copies of one matrix; the forward temporaries of one chunk of sequences (q, k, v, scores,
 //                 fc1 output); the activations of every sequence twice (inputs and outputs) unless they live on
 //                 the host or on disk

@@ -5,6 +5,7 @@
 #include <lapacke.h>
 
 #include <climits>
+#include <utility>
 
 #include "tensor/ops.h"
 #include "tensor/ops/checks.h"
@@ -39,10 +40,34 @@ void mirror_triangle(T* p, int64_t n, int64_t ld, bool from_lower) {
     }
 }
 
-lapack_int potrf(char uplo, lapack_int n, float* a) { return LAPACKE_spotrf(LAPACK_ROW_MAJOR, uplo, n, a, n); }
-lapack_int potrf(char uplo, lapack_int n, double* a) { return LAPACKE_dpotrf(LAPACK_ROW_MAJOR, uplo, n, a, n); }
-lapack_int potri(char uplo, lapack_int n, float* a) { return LAPACKE_spotri(LAPACK_ROW_MAJOR, uplo, n, a, n); }
-lapack_int potri(char uplo, lapack_int n, double* a) { return LAPACKE_dpotri(LAPACK_ROW_MAJOR, uplo, n, a, n); }
+// LAPACKE's row-major entry points transpose the matrix into a temporary n×n copy (malloc'd, outside the tensor
+// allocator: on an ffn-wide Hessian as large as the matrix itself, and the largest transient of a pruning pass).
+// The column-major routine on the matrix with its triangles swapped in place sees exactly the values that copy
+// would hold, so the result is the same to the bit, without the copy.
+template <class T>
+void swap_triangles(T* p, int64_t n) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = r + 1; c < n; ++c) std::swap(p[r * n + c], p[c * n + r]);
+}
+template <class T, class Routine>
+lapack_int row_major_in_place(T* a, lapack_int n, Routine routine) {
+  swap_triangles(a, n);
+  const lapack_int info = routine(a);
+  swap_triangles(a, n);
+  return info;
+}
+lapack_int potrf(char uplo, lapack_int n, float* a) {
+  return row_major_in_place(a, n, [&](float* m) { return LAPACKE_spotrf(LAPACK_COL_MAJOR, uplo, n, m, n); });
+}
+lapack_int potrf(char uplo, lapack_int n, double* a) {
+  return row_major_in_place(a, n, [&](double* m) { return LAPACKE_dpotrf(LAPACK_COL_MAJOR, uplo, n, m, n); });
+}
+lapack_int potri(char uplo, lapack_int n, float* a) {
+  return row_major_in_place(a, n, [&](float* m) { return LAPACKE_spotri(LAPACK_COL_MAJOR, uplo, n, m, n); });
+}
+lapack_int potri(char uplo, lapack_int n, double* a) {
+  return row_major_in_place(a, n, [&](double* m) { return LAPACKE_dpotri(LAPACK_COL_MAJOR, uplo, n, m, n); });
+}
 
 template <class T>
 void cpu_cholesky(const Tensor& a, const Tensor& f, bool upper) {
