@@ -14,7 +14,6 @@
 #include "prune/magnitude.h"
 #include "prune/reconstruction.h"
 #include "prune/wanda.h"
-#include "tensor/cpu_caching_allocator.h"
 #include "tensor/nvtx.h"
 #include "tensor/progress.h"
 #if PT_CUDA
@@ -416,9 +415,6 @@ PruneReport prune_layers(opt::ModelLayers& walk, const Tensor& all_ids, const Se
         const int owner = matrix_owner(comm, j);
         const bool here = o.prune_on_every_rank || comm.rank() == owner;
         MatrixPruneReport r = here ? prune_linear(*named[j].second, stats, o) : MatrixPruneReport{};
-        // Streamed, the resident set is bounded by one matrix's working set: its temporaries (factorisation,
-        // reconstruction error) go back to the system rather than wait in the allocation cache beside the next's.
-        if (walk.streamed() && device == Device::cpu) cpu::empty_cache();
         if (comm.size() > 1 && !o.prune_on_every_rank) share_pruned_matrix(comm, owner, *named[j].second, r);
         r.name = full_name;
         r.layer = i;

@@ -6,7 +6,10 @@
 //
 // A cap bounds the bytes held in the pool (not in live tensors): PT_CPU_CACHE_MB, default 1/8 of the
 // machine's memory; 0 turns caching off (every free goes straight back to the system). When a freed block
-// would push the pool over the cap, the largest cached blocks are released first.
+// would push the pool over the cap, the largest cached blocks are released first. And the cache never costs
+// resident memory at the peak: a large request that misses and would lift the pool above its peak so far (since
+// reset_peak_stats) first releases cached blocks, so the pool's peak is the live tensors' (plus small blocks).
+// Large blocks are mapped and unmapped directly (2 MiB aligned), so a released one leaves the resident set.
 // Thread-safe (one mutex): tensors may be freed on any thread.
 #pragma once
 #include <cstddef>

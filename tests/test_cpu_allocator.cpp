@@ -2,9 +2,14 @@
 // asking the system, blocks are aligned and never shared by two live tensors, the cap bounds what the pool
 // holds, and reused memory is never mistaken for zeroed memory.
 #include <gtest/gtest.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <cstdint>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "tensor/cpu_caching_allocator.h"
@@ -106,6 +111,60 @@ TEST(CpuAllocator, EmptyCacheReleasesEverythingCached) {
   const auto s = cpu::allocator_stats();
   EXPECT_EQ(s.cached_bytes, 0u);
   EXPECT_EQ(s.reserved_bytes, s.allocated_bytes);
+}
+
+TEST(CpuAllocator, AMissReleasesCachedBlocksBeforeRaisingThePeak) {
+  CacheLimitGuard guard;
+  cpu::set_cache_limit(size_t(256) << 20);
+  cpu::empty_cache();
+  cpu::reset_peak_stats();
+  const size_t base = cpu::allocator_stats().reserved_bytes;
+  cpu::deallocate(cpu::allocate(8 << 20));  // cached: the pool holds 8 MiB more than its tensors
+  const auto before = cpu::allocator_stats();
+  EXPECT_EQ(before.cached_bytes, size_t(8) << 20);
+  void* other = cpu::allocate(12 << 20);  // misses; kept beside the cached block, the pool would peak at 20 MiB
+  const auto after = cpu::allocator_stats();
+  EXPECT_EQ(after.cached_bytes, 0u);
+  EXPECT_EQ(after.num_releases - before.num_releases, 1u);
+  EXPECT_EQ(after.peak_reserved_bytes - base, size_t(12) << 20);
+  // Under the peak the cache keeps what it holds: with 12 MiB live, the pool emptied and a 4 MiB block cached,
+  // an 8 MiB miss stays under the 12 MiB peak and releases nothing.
+  cpu::deallocate(other);
+  cpu::empty_cache();
+  cpu::deallocate(cpu::allocate(4 << 20));
+  void* large = cpu::allocate(8 << 20);
+  EXPECT_EQ(cpu::allocator_stats().cached_bytes, size_t(4) << 20);
+  cpu::deallocate(large);
+}
+
+// VmRSS of this process in bytes.
+int64_t resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  return -1;
+}
+
+TEST(CpuAllocator, AReleasedLargeBlockLeavesTheResidentSet) {
+  CacheLimitGuard guard;
+  cpu::set_cache_limit(0);  // every free goes straight back
+#if defined(__GLIBC__)
+  // What glibc does by itself once a mapped block of ~32 MiB has been freed (its adaptive mmap threshold rises),
+  // set here so the test does not depend on what ran before: blocks up to 32 MiB come from the C heap, and a freed
+  // one stays resident there until malloc_trim. The pool maps its large blocks itself, so it must not.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+  const size_t n = 16 << 20;
+  auto* p = static_cast<uint8_t*>(cpu::allocate(n));
+  void* above = cpu::allocate(4 << 20);  // a neighbour, so the block is not the top of the heap
+  for (size_t i = 0; i < n; i += 4096) p[i] = uint8_t(i / 4096 + 1);  // fault every page in
+  const int64_t touched = resident_bytes();
+  cpu::deallocate(p);
+  const int64_t released = resident_bytes();
+  ASSERT_GT(touched, 0);
+  cpu::deallocate(above);
+  EXPECT_GE(touched - released, int64_t(n) * 7 / 8) << "VmRSS " << touched << " -> " << released;
 }
 
 }  // namespace

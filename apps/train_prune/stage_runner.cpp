@@ -314,11 +314,12 @@ StageRecord StageRunner::run_stage(const Stage& stage) {
   char line[400];
   std::snprintf(line, sizeof line,
                 "stage %s done: perplexity %.3f, sparsity %.4f, %.1fs (+%.1fs eval); peak memory: host RSS %s%s (%s at "
-                "the start), %s tensors %s",
+                "the start), %s tensors %s%s",
                 stage.id.c_str(), rec.perplexity, rec.sparsity, rec.op_seconds, rec.eval_seconds,
                 format_bytes(rec.peak_host_rss_bytes).c_str(), peaks.host_rss_reset ? "" : " (since the start)",
                 format_bytes(rss_at_start).c_str(),
-                device_name(ctx_.device), format_bytes(ctx_.device == Device::cuda ? rec.peak_device_bytes : rec.peak_host_tensor_bytes).c_str());
+                device_name(ctx_.device), format_bytes(ctx_.device == Device::cuda ? rec.peak_device_bytes : rec.peak_host_tensor_bytes).c_str(),
+                ctx_.device == Device::cuda ? "" : (" (pool " + format_bytes(peaks.host_pool_bytes) + ")").c_str());
   ctx_.log->line(line);
   return rec;
 }
