@@ -94,18 +94,32 @@ Tensor stored_form(const Tensor& t, DType stored) {
 
 // Mask element i (row-major) becomes bit i % 8 of byte i / 8, least significant bit first; the bits past the end
 // of the last byte stay 0. `mask` is a contiguous CPU u8 tensor.
+// Whole bytes first, eight mask bytes at a time and without branches (a streamed prune writes every layer's masks
+// while the next layer computes, on the same cores); then the tail.
 Tensor pack_mask(const Tensor& mask) {
-  const int64_t n = mask.numel();
+  const int64_t n = mask.numel(), whole = n / 8;
   Tensor packed = Tensor::zeros({(n + 7) / 8}, DType::u8);
   const uint8_t* m = mask.data<uint8_t>();
   uint8_t* p = packed.data<uint8_t>();
-  for (int64_t i = 0; i < n; ++i) p[i >> 3] = uint8_t(p[i >> 3] | (uint8_t(m[i] != 0) << (i & 7)));
+  for (int64_t b = 0; b < whole; ++b) {
+    const uint8_t* e = m + 8 * b;
+    unsigned byte = 0;
+    for (int k = 0; k < 8; ++k) byte |= unsigned(e[k] != 0) << k;
+    p[b] = uint8_t(byte);
+  }
+  for (int64_t i = 8 * whole; i < n; ++i) p[i >> 3] = uint8_t(p[i >> 3] | (uint8_t(m[i] != 0) << (i & 7)));
   return packed;
 }
 
-template <class E> void gather_kept(const E* src, const uint8_t* keep, int64_t n, E* dst) {
-  for (int64_t i = 0; i < n; ++i)
-    if (keep[i]) *dst++ = src[i];
+// Branch-free: every value is stored and the write position advances only past kept ones (a pruned mask is close
+// to random, so a branch would mispredict about half the time). `dst` has room for the kept values only, so the
+// last store is guarded.
+template <class E> void gather_kept(const E* src, const uint8_t* keep, int64_t n, E* dst, int64_t kept) {
+  int64_t j = 0;
+  for (int64_t i = 0; i < n && j < kept; ++i) {
+    dst[j] = src[i];
+    j += keep[i] != 0;
+  }
 }
 
 // The values where the mask is 1, in row-major order, as a 1-D tensor of `dense`'s dtype (f32 or f16; the bits
@@ -116,9 +130,9 @@ Tensor kept_values(const Tensor& dense, const Tensor& mask) {
   Tensor out = Tensor::empty({kept}, dense.dtype());
   if (kept == 0) return out;
   if (dtype_size(dense.dtype()) == 2)
-    gather_kept(static_cast<const uint16_t*>(dense.data_ptr()), keep, n, static_cast<uint16_t*>(out.data_ptr()));
+    gather_kept(static_cast<const uint16_t*>(dense.data_ptr()), keep, n, static_cast<uint16_t*>(out.data_ptr()), kept);
   else
-    gather_kept(static_cast<const uint32_t*>(dense.data_ptr()), keep, n, static_cast<uint32_t*>(out.data_ptr()));
+    gather_kept(static_cast<const uint32_t*>(dense.data_ptr()), keep, n, static_cast<uint32_t*>(out.data_ptr()), kept);
   return out;
 }
 
@@ -129,11 +143,13 @@ void check_pruned_are_zero(const std::string& name, const Tensor& param, const T
   w = w.contiguous();
   Tensor m = mask.to(Device::cpu).contiguous();
   const uint8_t* keep = m.data<uint8_t>();
+  const int64_t n = w.numel();
   int64_t bad = 0, first = -1;
   double first_value = 0.0;
   auto scan = [&](const auto* v) {
-    for (int64_t i = 0; i < w.numel(); ++i)
-      if (!keep[i] && v[i] != 0 && !bad++) first = i, first_value = double(v[i]);
+    for (int64_t i = 0; i < n; ++i) bad += int64_t(!keep[i] & (v[i] != 0));  // branch-free count
+    for (int64_t i = 0; bad > 0 && first < 0 && i < n; ++i)
+      if (!keep[i] && v[i] != 0) first = i, first_value = double(v[i]);
   };
   if (w.dtype() == DType::f64) scan(w.data<double>());
   else scan(w.data<float>());
