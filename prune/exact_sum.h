@@ -9,13 +9,15 @@
 // is the exact sum of the rounded terms, in any order and on any split (ranks add their sums with an int64
 // all-reduce, prune/calibration_across_ranks.h). Arithmetic is modulo 2^64; the sum is valid when
 // terms · 2^(kTermBits + top - grid) < 2^63 (top: the coarsest term grid), checked before it is read: windows
-// whose scales differ by more than about 2^(22 - log2 windows) are refused in one line.
+// whose largest diagonal elements differ by more than about 2^(22 - log2 windows) (2^15 for 128) are refused in
+// one line.
 //
-// Precision: each term's rounding error is at most half its grid, 2^(1 - kTermBits)·bound ≤ 2^-39 of that window's
-// largest diagonal element, so the sum of W windows is within W·2^-39 of the largest window's diagonal; the one
-// conversion to f32 then adds 2^-24 of each entry. f32 sequential accumulation (the running average) rounds every
-// entry at each of W updates (up to W·2^-24 of the entry). Entries below ~2^-15 of the largest diagonal keep fewer
-// significant bits than in f32, far below SparseGPT's damping (percdamp, 1 % of the mean diagonal).
+// Precision: a term's grid is at most 2^-38 of its bound, so each value is rounded by at most 2^-39 of that window's
+// largest diagonal element; H = (2/n)·sum is then within 2^-39 of (2/n)·Σ_w bound_w (about H's largest diagonal
+// element) of the exact sum of the windows' f32 terms, and the one conversion to f32 adds 2^-24 of each entry.
+// The f32 running average instead rounds every entry at each of the W updates (up to about W·2^-24 of the entry).
+// So every entry above ~2^-15 of the largest diagonal is summed more precisely than in f32; smaller ones keep fewer
+// significant bits, an absolute error far below SparseGPT's damping (percdamp: 1 % of the mean diagonal).
 //
 // Memory: 8 bytes per entry (int64), twice an f32 Hessian; kept on the host whatever the device.
 #pragma once
