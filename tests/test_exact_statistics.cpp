@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <limits>
 #include <numeric>
@@ -18,6 +20,7 @@
 #include "prune/one_thread_scope.h"
 #include "prune/wanda.h"
 #include "prune/window_terms.h"
+#include "tensor/memory_report.h"
 #include "tests/sequential_prune_fixtures.h"
 #include "tests/test_util.h"
 
@@ -246,6 +249,43 @@ TEST(ExactStatistics, TheForwardIsThreadCountFreeAndTheFactorisationIsInOneThrea
   EXPECT_EQ(omp_get_max_threads(), threads);  // the scope restored the count
   std::cout << "potrf + potri without the scope: " << differing(plain[0][0], plain[1][0]) << " of " << h.numel()
             << " entries differ between 1 and 2 threads\n";
+}
+
+}  // namespace
+}  // namespace pt::prune
+
+namespace pt::prune {
+namespace {
+
+// --dry-run's memory plan of a streamed prune stage counts the exact sums: 8 bytes per entry of the layer's
+// Hessians (q/k/v, out_proj and fc1: hidden²; fc2: ffn²), and only with statistics_sum = exact.
+class ExactStatisticsDryRun : public test::TempDirTest {};
+
+TEST_F(ExactStatisticsDryRun, TheStreamedMemoryPlanCountsTheInt64Sums) {
+  const std::string data = test::source_dir() + "/data";
+  if (!std::filesystem::exists(data + "/opt-tokenizer")) GTEST_SKIP() << "no tokenizer under " << data;
+  const int64_t hidden = 64, ffn = 256;
+  ASSERT_EQ(test::wait_exit(test::spawn_process(
+                {test::app_dir() + "/make_random_opt", "--out", path("model"), "--layers", "1", "--hidden", "64", "--heads",
+                 "2", "--ffn", "256", "--context", "32", "--seed", "5"},
+                path("make.log"))),
+            0)
+      << test::read_text_file(path("make.log"));
+  std::ofstream(path("run.ini")) << "[run]\ndevice = cpu\noutput = " << path("out") << "\n[experiment]\narms = "
+                                 << "sparsegpt:oneshot\n[model]\npreset = custom\nlayers = 1\nhidden = 64\nheads = 2\n"
+                                 << "ffn = 256\ncontext = 32\nweights = " << path("model") << "\nstream = on\n[data]\n"
+                                 << "dir = " << data << "\n";
+  auto plan = [&](const std::string& sum) {
+    const int code = test::wait_exit(test::spawn_process({test::app_dir() + "/train_prune", "--config", path("run.ini"),
+                                                          "--set", "prune.statistics_sum=" + sum, "--dry-run"},
+                                                         path(sum + ".log")));
+    EXPECT_EQ(code, 0) << test::read_text_file(path(sum + ".log"));
+    return test::read_text_file(path(sum + ".log"));
+  };
+  const std::string sums = "with the exact sums' " + format_bytes(8 * (3 * hidden * hidden + ffn * ffn));
+  EXPECT_NE(plan("exact").find(sums), std::string::npos) << plan("exact");
+  EXPECT_EQ(plan("running").find("exact sums"), std::string::npos) << plan("running");
+  EXPECT_FALSE(std::filesystem::exists(path("out/results.json")));
 }
 
 }  // namespace
