@@ -16,6 +16,8 @@
 
 namespace pt::prune {
 
+// Every rank's exact sum becomes the sum over the ranks (the same bits on every rank, for any split of the terms).
+void all_reduce_exact_sum(dist::Communicator& comm, ExactSum& sum);
 // H on every rank becomes the average over every rank's sequences; nsamples becomes their total.
 void all_reduce_hessian(dist::Communicator& comm, HessianAccumulator& acc);
 // The same for Wanda's per-feature running mean of squared norms.

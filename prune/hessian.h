@@ -1,9 +1,12 @@
 // SparseGPT's layer Hessian H = (2/n) sum over the tokens of n sequences of x xᵀ, kept as a running average
-// so it never overflows: per batch of b sequences  H *= n/(n+b); n += b; H += (2/n) XᵀX  (X [tokens, cols]).
+// so it never overflows: per batch of b sequences  H *= n/(n+b); n += b; H += (2/n) XᵀX  (X [tokens, cols]);
+// or, with use_exact_sum() ([prune] statistics_sum = exact), as the exact sum of every sequence's XᵀX
+// (prune/exact_sum.h): the same bits for any batches, order, ranks and threads.
 #pragma once
 #include <cstdint>
 #include <string>
 
+#include "prune/exact_sum.h"
 #include "tensor/kernel_registry.h"
 #include "tensor/tensor.h"
 
@@ -30,6 +33,13 @@ class HessianAccumulator {
 
   HessianAccumulator() = default;
   HessianAccumulator(int64_t cols, Device device);
+  // Sum exactly (before the first batch): each sequence's XᵀX, computed alone (prune/window_terms.h), goes into an
+  // int64 fixed-point sum on the host (8 bytes per entry); the f32 H is made from it once, when first read, and
+  // the sum is then released (no batch may follow). The hessian_family() variants are not used.
+  void use_exact_sum();
+  bool exact() const { return exact_; }
+  // The exact sum (for summing across ranks before H is read).
+  ExactSum& exact_sum();
   // x [..., cols]: every token of `sequences` sequences (>= 1); f32, or f16/bf16 (converted to f32). The
   // device must be H's. Accumulates in f32 (TF32 follows pt::allow_tf32(), off by default). Each batch
   // updates the upper triangle of H only. `variant` names a hessian_family() variant ("" = its selection).
@@ -38,11 +48,17 @@ class HessianAccumulator {
   // triangle onto the lower one (pt::symmetrize_, a tiled transpose on CUDA), so a calibration pass pays for one
   // mirror per matrix, before its Cholesky, instead of one per batch. Undefined when default-constructed.
   const Tensor& H() const;
-  int64_t cols() const { return H_.defined() ? H_.size(0) : 0; }
+  int64_t cols() const { return cols_; }  // 0 when default-constructed
 
  private:
-  Tensor H_;
+  void add_batch_exact(const Tensor& x, int64_t sequences);
+
+  mutable Tensor H_;
+  int64_t cols_ = 0;
+  Device device_ = Device::cpu;
   mutable bool lower_stale_ = false;  // batches were added since the last mirror
+  bool exact_ = false;
+  mutable ExactSum sum_;              // exact mode, until H is read
 };
 
 namespace detail {

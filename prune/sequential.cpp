@@ -96,8 +96,9 @@ class ObserverStash {
 // within the chunk and be mistaken for a shared one.
 class LayerObservers {
  public:
-  LayerObservers(const std::vector<nn::Linear*>& linears, bool want_hessian, bool want_wanda)
-      : linears_(linears), want_hessian_(want_hessian), want_wanda_(want_wanda), slot_of_(linears.size(), -1) {
+  LayerObservers(const std::vector<nn::Linear*>& linears, bool want_hessian, bool want_wanda, StatisticsSum sum)
+      : linears_(linears), want_hessian_(want_hessian), want_wanda_(want_wanda), exact_(sum == StatisticsSum::exact),
+        slot_of_(linears.size(), -1) {
     for (size_t j = 0; j < linears_.size(); ++j)
       linears_[j]->input_observer = [this, j](const Tensor& x) { observe(j, x); };
   }
@@ -140,6 +141,8 @@ class LayerObservers {
       const int64_t cols = x.size(-1);
       if (want_hessian_) stats->hessian = HessianAccumulator(cols, x.device());
       if (want_wanda_) stats->wanda = WandaStats(cols, x.device());
+      if (want_hessian_ && exact_) stats->hessian.use_exact_sum();
+      if (want_wanda_ && exact_) stats->wanda.use_exact_sum();
       slot_of_[j] = int(slots_.size());
       slots_.push_back(std::move(stats));
       accumulated_.push_back(false);
@@ -156,7 +159,7 @@ class LayerObservers {
   }
 
   std::vector<nn::Linear*> linears_;
-  bool want_hessian_, want_wanda_;
+  bool want_hessian_, want_wanda_, exact_;
   std::vector<int> slot_of_;  // Linear -> index into slots_, -1 before its first input
   std::vector<std::unique_ptr<InputStatistics>> slots_;
   std::vector<bool> accumulated_;  // per slot: already accumulated in this chunk
@@ -218,6 +221,7 @@ MatrixPruneReport prune_linear(nn::Linear& linear, const InputStatistics* stats,
       PT_CHECK(H.defined(), "prune_model: no Hessian for a Linear");
       SparseGptOptions so = o.sparsegpt;
       if (o.log) so.log = o.log;
+      so.serial_factorisation |= o.statistics_sum == StatisticsSum::exact;  // masks independent of the thread count
       SparseGptResult res = sparsegpt_prune(w, H, o.pattern, prev_keep, so);
       keep = res.keep;
       r.sparsegpt_retries = res.retries;
@@ -393,7 +397,7 @@ PruneReport prune_layers(opt::ModelLayers& walk, const Tensor& all_ids, const Se
       std::unique_ptr<LayerObservers> observers;
       if (sequential) {
         if (o.layer_input_observer) o.layer_input_observer(i, inputs.whole());
-        observers = std::make_unique<LayerObservers>(linears, want_hessian, want_wanda);
+        observers = std::make_unique<LayerObservers>(linears, want_hessian, want_wanda, o.statistics_sum);
         forward_layer(layer, inputs, nullptr, o.forward_batch, [&](int64_t b) { observers->begin_chunk(b); },
                       [&] { observers->end_chunk(); });
       }
@@ -402,7 +406,7 @@ PruneReport prune_layers(opt::ModelLayers& walk, const Tensor& all_ids, const Se
         for (size_t j = 0; j < linears.size(); ++j) {
           InputStatistics* st = observers->statistics(j);
           if (!st || !summed.insert(st).second) continue;
-          if (st->hessian.H().defined()) all_reduce_hessian(comm, st->hessian);
+          if (st->hessian.cols() > 0) all_reduce_hessian(comm, st->hessian);  // before H() is read
           if (st->wanda.scaler_row.defined()) all_reduce_wanda(comm, st->wanda);
         }
       }

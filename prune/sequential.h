@@ -59,6 +59,11 @@ struct SequentialPruneOptions {
   opt::ActivationPlace activations = opt::ActivationPlace::automatic;
   std::string activation_dir;
   bool measure_reconstruction = true;  // build H for wanda/magnitude too (when calibration ids are given)
+  // How the Hessians and Wanda's norms are summed over the windows (prune/exact_sum.h): the reference's f32
+  // running average, or exactly (the same bits for any number of ranks, split, batches and threads); exact also
+  // runs SparseGPT's factorisation in one thread (OpenBLAS's potrf/potri change their bits with the thread count),
+  // so the masks are the same for any number of ranks and threads.
+  StatisticsSum statistics_sum = StatisticsSum::running;
   bool show_progress = true;         // a pt::Progress bar over the layers
   std::function<void(const std::string&)> log;  // one line per layer (and SparseGPT's retries); null = silent
   // Several ranks (prune/calibration_across_ranks.h): every rank passes the same model and calibration ids, and

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "prune/mask.h"
+#include "prune/one_thread_scope.h"
 #include "prune/obs_sweep.h"
 #include "tensor/nvtx.h"
 #include "tensor/ops.h"
@@ -104,8 +105,11 @@ SparseGptResult sparsegpt_prune(Tensor& weight, const Tensor& H, const SparsityP
   const Tensor dead = compare_scalar(diagonal(H), 0.0, CompareOp::eq);
   result.dead_columns = int64_t(sum_all(dead.to(DType::f64)).item() + 0.5);
   if (result.dead_columns > 0) W.copy_(masked_fill(W, dead.view({1, cols}), 0.0));
-  const InverseFactor inv = damped_inverse_factor(H, options.percdamp, options.max_damping_retries, options.log, "",
-                                                  result.dead_columns > 0 ? dead : Tensor());
+  const InverseFactor inv = [&] {
+    OneThreadScope one_thread(options.serial_factorisation && H.device() == Device::cpu);
+    return damped_inverse_factor(H, options.percdamp, options.max_damping_retries, options.log, "",
+                                 result.dead_columns > 0 ? dead : Tensor());
+  }();
   result.percdamp_used = inv.percdamp_used;
   result.retries = inv.retries;
   const Tensor& U = inv.U;  // upper Cholesky factor of H⁻¹

@@ -17,6 +17,8 @@ struct SparseGptOptions {
   double percdamp = 0.01;       // relative damping: H += percdamp*mean(diag H)*I
   int max_damping_retries = 4;  // on NotPositiveDefinite: percdamp *= 10 and retry (logged); then a pt::Error
   std::function<void(const std::string&)> log;  // optional; retries are reported here (else stderr)
+  // The inverse factor with one CPU thread (prune/one_thread_scope.h): the same bits for any thread count.
+  bool serial_factorisation = false;
 };
 
 struct SparseGptResult {

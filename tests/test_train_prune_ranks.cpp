@@ -2,7 +2,8 @@
 // the way a user runs them, on a random model written by make_random_opt: the same table (perplexities within
 // 1e-6 relative), identical masks, the same loss curve, and rank 0 alone writing; then a rank killed mid-retraining
 // ends the run in time without damaging anything, and reruns with 2 ranks (the same results as the uninterrupted
-// run) and with 1 rank (a different number of ranks resumes too) finish it. Skipped without mpirun or MPI.
+// run) and with 1 rank (a different number of ranks resumes too) finish it; with [prune] statistics_sum = exact a
+// wider model's masks are identical too. Skipped without mpirun or MPI.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -52,8 +53,9 @@ class TrainPruneRanks : public TempDirTest {
                                              path("make.log")));
     ASSERT_EQ(code, 0) << read_text_file(path("make.log"));
   }
-  // train_prune on `ranks` processes (mpirun for 2), ended by `timeout` after 60 s; the exit code.
-  int run(int ranks, const std::string& ini_text, const std::string& name) {
+  // train_prune on `ranks` processes (mpirun for 2), ended by `timeout` after 60 s; the exit code. `sets`: --set
+  // overrides (section.key=value).
+  int run(int ranks, const std::string& ini_text, const std::string& name, const std::vector<std::string>& sets = {}) {
     std::ofstream(path(name + ".ini")) << ini_text;
     std::vector<std::string> args = {"/bin/sh", "-c", "exec timeout 60 \"$0\" \"$@\""};
     if (ranks > 1) {
@@ -65,17 +67,20 @@ class TrainPruneRanks : public TempDirTest {
     for (const std::string& a : {app_dir() + "/train_prune", std::string("--config"), path(name + ".ini"),
                                  std::string("--no-progress")})
       args.push_back(a);
+    for (const std::string& kv : sets) args.insert(args.end(), {"--set", kv});
     return wait_exit(spawn_process(args, path(name + ".log")));
   }
   std::string log(const std::string& name) { return read_text_file(path(name + ".log")); }
   static json results(const std::string& out) { return json::parse(read_text_file(out + "/results.json")); }
-  static std::map<std::string, nn::Checkpoint> stages(const std::string& out) {
+  // The stages of `out` whose key contains `only` (all by default).
+  static std::map<std::string, nn::Checkpoint> stages(const std::string& out, const std::string& only = "") {
     std::map<std::string, nn::Checkpoint> m;
     nn::LoadOptions lo;
     lo.load_optimizer = false;
     for (const auto& f : fs::directory_iterator(out + "/stages"))
       if (f.path().extension() == ".json") {
         const json j = json::parse(read_text_file(f.path().string()));
+        if (j.at("key").get<std::string>().find(only) == std::string::npos) continue;
         m[j.at("key")] = nn::load_checkpoint(out + "/stages/" + j.at("id").get<std::string>() + ".h5", lo);
       }
     return m;
@@ -103,8 +108,8 @@ class TrainPruneRanks : public TempDirTest {
       EXPECT_EQ(rb[k].at("measured_sparsity"), ra[k].at("measured_sparsity")) << ra[k].dump();
     }
   }
-  static void expect_same_masks(const std::string& a, const std::string& b) {
-    const auto sa = stages(a), sb = stages(b);
+  static void expect_same_masks(const std::string& a, const std::string& b, const std::string& only = "") {
+    const auto sa = stages(a, only), sb = stages(b, only);
     ASSERT_EQ(sa.size(), sb.size());
     int masks = 0;
     for (const auto& [key, ck] : sa) {
@@ -140,6 +145,41 @@ TEST_F(TrainPruneRanks, TwoRanksGiveTheOneRankTableAndOnlyRankZeroWrites) {
   EXPECT_NE(run(1, config(model_, path("bad"), "some_ranks"), "bad"), 0);
   EXPECT_NE(log("bad").find("prune_on"), std::string::npos) << log("bad");
   EXPECT_FALSE(fs::exists(path("bad/results.json")));
+}
+
+// [prune] statistics_sum = exact (prune/exact_sum.h) on a wider model (hidden 128, ffn 512, 16 windows of 64
+// tokens), where the running average's 1- and 2-rank masks differ in a few entries (10 of 393216 on the development
+// machine: bench/results/dist-cpu-2026-12-03/exact/): the same masks bit for bit and the same table, and streamed
+// too. The 1-rank run has the default thread count, each of the 2 ranks one thread. A rerun with the running
+// average into the same output does not take the exact stage for its own; a bad value is refused in one line.
+TEST_F(TrainPruneRanks, ExactStatisticsGiveTheOneRankMasksOnAWiderModel) {
+  const std::string wide = path("wide-model");
+  ASSERT_EQ(wait_exit(spawn_process({app_dir() + "/make_random_opt", "--out", wide, "--layers", "2", "--hidden", "128",
+                                     "--heads", "4", "--ffn", "512", "--context", "64", "--seed", "11"},
+                                    path("wide.log"))),
+            0)
+      << read_text_file(path("wide.log"));
+  const std::vector<std::string> sets = {
+      "experiment.arms=sparsegpt:oneshot", "model.hidden=128", "model.heads=4", "model.ffn=512", "model.context=64",
+      "data.calib_nsamples=16", "data.calib_seqlen=64", "eval.seqlen=64", "prune.statistics_sum=exact"};
+  ASSERT_EQ(run(1, config(wide, path("exact-1")), "exact-1", sets), 0) << log("exact-1");
+  ASSERT_EQ(run(2, config(wide, path("exact-2")), "exact-2", sets), 0) << log("exact-2");
+  expect_same_table(path("exact-1"), path("exact-2"), 1e-6);
+  expect_same_masks(path("exact-1"), path("exact-2"));
+  // Streamed ([model] stream = on), the same masks again.
+  std::vector<std::string> streamed = sets;
+  streamed.push_back("model.stream=on");
+  ASSERT_EQ(run(1, config(wide, path("exact-s")), "exact-s", streamed), 0) << log("exact-s");
+  expect_same_masks(path("exact-1"), path("exact-s"), "prune");  // a streamed run keeps no dense checkpoint
+  // The key is part of the prune stage's identity: the running average does not reuse the exact stage.
+  std::vector<std::string> running = sets;
+  running.back() = "prune.statistics_sum=running";
+  EXPECT_NE(run(1, config(wide, path("exact-1")), "rerun-running", running), 0);
+  EXPECT_NE(log("rerun-running").find("[prune] statistics_sum = exact is gone"), std::string::npos) << log("rerun-running");
+  EXPECT_NE(run(1, config(wide, path("bad-sum")), "bad-sum", {"prune.statistics_sum=fast"}), 0);
+  EXPECT_NE(log("bad-sum").find("statistics_sum"), std::string::npos) << log("bad-sum");
+  EXPECT_NE(log("bad-sum").find("running, exact"), std::string::npos) << log("bad-sum");
+  EXPECT_FALSE(fs::exists(path("bad-sum")));
 }
 
 TEST_F(TrainPruneRanks, AKilledRankEndsTheRunAndTheRerunsResumeWithTwoOrOneRank) {

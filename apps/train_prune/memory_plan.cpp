@@ -88,10 +88,15 @@ void check_retraining_fits(const Settings& s, const StreamDecision& d) {
 }
 
 MemoryEstimate streamed_prune_memory(const opt::OptConfig& c, int64_t n, int64_t t, int64_t batch,
-                                     prune::PruneMethod method, Device device, opt::ActivationPlace activations) {
+                                     prune::PruneMethod method, Device device, opt::ActivationPlace activations,
+                                     prune::StatisticsSum sum) {
   const int64_t h = c.hidden_size, f = c.ffn_dim;
   const int64_t slots = 2 * kF32 * layer_params(c) + layer_weights(c) * (device == Device::cuda ? 3 : 1);
-  const int64_t stats = kF32 * (3 * h * h + f * f);
+  // statistics_sum = exact: the int64 sums (8 bytes per entry, on the host) all live after the calibration forward,
+  // and the largest one beside its f32 Hessian while that is made from it.
+  const int64_t gram = 3 * h * h + f * f;
+  const int64_t exact_sums = sum == prune::StatisticsSum::exact ? 2 * kF32 * gram : 0;
+  const int64_t stats = kF32 * gram + (device == Device::cpu ? exact_sums : 0);
   const int64_t factor = method == prune::PruneMethod::sparsegpt ? kF32 * 2 * f * f : 0;
   const int64_t matrix = 2 * kF32 * h * f;
   const opt::ActivationPlace place = opt::resolve_activation_place(activations, n, t, h, DType::f32, device);
@@ -106,8 +111,11 @@ MemoryEstimate streamed_prune_memory(const opt::OptConfig& c, int64_t n, int64_t
   MemoryEstimate e;
   e.device_bytes = std::max(layer_phase, ends_phase);
   if (device == Device::cuda)
-    e.host_bytes = 2 * kF32 * h * f + kF32 * layer_params(c) + (place == opt::ActivationPlace::host ? acts : 0);
+    e.host_bytes = 2 * kF32 * h * f + kF32 * layer_params(c) + (place == opt::ActivationPlace::host ? acts : 0) +
+                   exact_sums;
   e.breakdown = "layer phase " + gb(layer_phase) + " (slots " + gb(slots) + ", statistics " + gb(stats) +
+                (exact_sums ? " with the exact sums' " + gb(exact_sums) + (device == Device::cpu ? "" : " on the host")
+                            : std::string()) +
                 (factor ? ", SparseGPT factorisation " + gb(factor) : std::string()) + ", forward chunk " + gb(chunk) +
                 ", activations " + gb(acts) + " on " + opt::activation_place_name(place) + "); ends phase " +
                 gb(ends_phase);
@@ -140,7 +148,8 @@ std::vector<std::string> memory_plan_lines(const Settings& s, const StreamDecisi
   const opt::OptConfig& c = s.model.config;
   const int64_t t = s.calibration.seqlen > 0 ? s.calibration.seqlen : c.max_position_embeddings;
   const MemoryEstimate p = streamed_prune_memory(c, s.calibration.nsamples, t, s.prune.forward_batch,
-                                                 prune::PruneMethod::sparsegpt, s.run.device, s.prune.activations);
+                                                 prune::PruneMethod::sparsegpt, s.run.device, s.prune.activations,
+                                                 s.prune.statistics_sum);
   const int64_t et = s.eval.seqlen > 0 ? s.eval.seqlen : c.max_position_embeddings;
   const int64_t windows = s.eval.windows > 0 ? s.eval.windows : 141;  // WikiText-2 test: 141 windows of 2048
   const MemoryEstimate e = streamed_eval_memory(c, windows, et, s.eval.batch, s.run.device, s.prune.activations);

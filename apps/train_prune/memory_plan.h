@@ -10,7 +10,8 @@
 //   ends phase    token + position embeddings (+ an untied head) while the inputs are embedded or the logits made,
 //                 beside the two layer slots (allocated once, when the walk starts)
 //   layer phase   two layer slots (f32) and the current layer's new masks; for pruning the layer's statistics (f32
-//                 Hessians C² for q/k/v, out_proj and fc1, F² for fc2; Wanda norms), SparseGPT's factorisation of
+//                 Hessians C² for q/k/v, out_proj and fc1, F² for fc2; Wanda norms; with [prune] statistics_sum =
+//                 exact also their int64 sums, 8 bytes per entry, on the host), SparseGPT's factorisation of
 //                 the largest one (two more F² at a time: the damped copy and its factor, then the factor and the
 //                 inverse, then the inverse and its factor; prune/inverse_factor.cpp) and
 //                 the f32 copies of one matrix; the forward temporaries of one chunk of sequences (q, k, v, scores,
@@ -43,7 +44,8 @@ struct MemoryEstimate {
 };
 // A streamed prune stage: nsamples x seqlen calibration tokens in chunks of forward_batch sequences.
 MemoryEstimate streamed_prune_memory(const opt::OptConfig& c, int64_t nsamples, int64_t seqlen, int64_t forward_batch,
-                                     prune::PruneMethod method, Device device, opt::ActivationPlace activations);
+                                     prune::PruneMethod method, Device device, opt::ActivationPlace activations,
+                                     prune::StatisticsSum sum = prune::StatisticsSum::running);
 // A streamed evaluation of `windows` windows of seqlen tokens in batches of `batch`.
 MemoryEstimate streamed_eval_memory(const opt::OptConfig& c, int64_t windows, int64_t seqlen, int64_t batch,
                                     Device device, opt::ActivationPlace activations);

@@ -73,6 +73,9 @@ Settings read_settings(config::IniConfig& ini) {
   s.prune.measure_reconstruction = ini.boolean("prune", "measure_reconstruction", true);
   // Several ranks: each matrix pruned by one rank and broadcast, or by every rank alike (the same result).
   s.prune.prune_on_every_rank = ini.choice("prune", "prune_on", "one_rank", {"one_rank", "every_rank"}) == "every_rank";
+  // How the calibration statistics are summed (prune/exact_sum.h): exact gives the same masks on any number of ranks.
+  s.prune.statistics_sum =
+      prune::parse_statistics_sum(ini.choice("prune", "statistics_sum", "running", {"running", "exact"}));
 
   train::TrainOptions rd;
   rd.steps = paper ? 1000 : 100;

@@ -21,11 +21,19 @@ const std::map<std::string, std::set<std::string>> kIgnored = {
     {"retrain", {"scope", "checkpoint_every", "log_every", "eval_every"}},
 };
 
+// Keys added after stages were recorded, left out at their default value so those stages keep their identity.
+const std::map<std::pair<std::string, std::string>, std::string> kOmittedAtDefault = {
+    {{"prune", "statistics_sum"}, "running"},
+};
+
 void add_section(StageInputs& out, const RunFacts& facts, const std::string& section) {
   const auto ignored = kIgnored.find(section);
-  for (const auto& e : facts.config)
-    if (e.section == section && (ignored == kIgnored.end() || !ignored->second.count(e.key)))
-      out.emplace_back("[" + section + "] " + e.key, e.value);
+  for (const auto& e : facts.config) {
+    if (e.section != section || (ignored != kIgnored.end() && ignored->second.count(e.key))) continue;
+    const auto omitted = kOmittedAtDefault.find({e.section, e.key});
+    if (omitted != kOmittedAtDefault.end() && omitted->second == e.value) continue;
+    out.emplace_back("[" + section + "] " + e.key, e.value);
+  }
 }
 
 void add_run_key(StageInputs& out, const RunFacts& facts, const std::string& key) {

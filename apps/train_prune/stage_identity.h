@@ -4,7 +4,8 @@
 //   every stage   [run] device (resolved), seed, kernels, linear_kernel; every [kernels] key given; every [eval]
 //                 key; the test tokens
 //   dense         every [model] key but the weights' path and stream; the checksum of the weights themselves
-//   prune         every [prune] key but offload_activations (memory only); the calibration windows
+//   prune         every [prune] key but offload_activations (memory only), and statistics_sum only when it is
+//                 not `running` (stages recorded before the key existed keep their identity); the calibration windows
 //   retrain       every [retrain] key but scope (in the key) and checkpoint_every / log_every / eval_every (a
 //                 retraining stage evaluates nothing mid-way, and resumes bit-identically); the train tokens
 // Left out on purpose: [run] output, threads, checkpoint_gzip, checkpoint_sparse (where and how results are

@@ -1,7 +1,7 @@
 // Data parallel on 2+ ranks gives the one-process result: every rank builds the same random OPT model and data,
 // runs the stage once alone (dist::one_process) and once with the MPI communicator, and compares. Perplexity
-// within 1e-6 relative; pruning with identical masks, weights within rounding of the summed statistics, and
-// the same bytes on every rank.
+// within 1e-6 relative; pruning with identical masks, weights within rounding of the summed statistics (the same
+// bytes with [prune] statistics_sum = exact), and the same bytes on every rank.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -63,10 +63,11 @@ TEST(DataParallel, PerplexityOnSeveralRanksIsTheOneProcessPerplexity) {
 struct PruneCase {
   prune::PruneMethod method;
   prune::SparsityPattern pattern;
+  prune::StatisticsSum sum = prune::StatisticsSum::running;  // exact: the weights too are the same bytes
 };
 
 void PrintTo(const PruneCase& c, std::ostream* os) {
-  *os << prune::prune_method_name(c.method) << " " << c.pattern.describe();
+  *os << prune::prune_method_name(c.method) << " " << c.pattern.describe() << " " << prune::statistics_sum_name(c.sum);
 }
 
 class DataParallelPruning : public ::testing::TestWithParam<PruneCase> {};
@@ -80,6 +81,7 @@ TEST_P(DataParallelPruning, SeveralRanksGiveTheOneProcessMasksOnEveryRank) {
   o.pattern = c.pattern;
   o.forward_batch = 2;
   o.show_progress = false;
+  o.statistics_sum = c.sum;
   auto alone = make_model(6), together = make_model(6);
   const auto ra = prune::prune_model(*alone, ids, o);
   o.comm = &world();
@@ -95,6 +97,8 @@ TEST_P(DataParallelPruning, SeveralRanksGiveTheOneProcessMasksOnEveryRank) {
     ASSERT_TRUE(lt[j].second->has_mask());
     EXPECT_TRUE(pt::test::tensors_equal(lt[j].second->weight_mask, la[j].second->weight_mask));
     PT_EXPECT_CLOSE(lt[j].second->weight.data(), la[j].second->weight.data(), (pt::test::Tolerance{1e-3, 1e-5}));
+    if (c.sum == prune::StatisticsSum::exact)
+      EXPECT_TRUE(pt::test::same_bytes(lt[j].second->weight.data(), la[j].second->weight.data()));
     EXPECT_TRUE(same_on_every_rank(lt[j].second->weight.data()));
     EXPECT_TRUE(same_on_every_rank(lt[j].second->weight_mask));
   }
@@ -117,6 +121,7 @@ TEST_P(DataParallelPruning, EveryRankPruningAloneGivesTheBroadcastWeightsAndMask
   o.pattern = c.pattern;
   o.forward_batch = 2;
   o.show_progress = false;
+  o.statistics_sum = c.sum;
   o.comm = &world();
   auto split = make_model(8), replicated = make_model(8);
   const auto rs = prune::prune_model(*split, ids, o);
@@ -143,9 +148,16 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(PruneCase{prune::PruneMethod::sparsegpt, prune::SparsityPattern::unstructured(0.5)},
                       PruneCase{prune::PruneMethod::sparsegpt, prune::SparsityPattern::nm(2, 4)},
                       PruneCase{prune::PruneMethod::wanda, prune::SparsityPattern::unstructured(0.6)},
-                      PruneCase{prune::PruneMethod::magnitude, prune::SparsityPattern::unstructured(0.5)}),
+                      PruneCase{prune::PruneMethod::magnitude, prune::SparsityPattern::unstructured(0.5)},
+                      PruneCase{prune::PruneMethod::sparsegpt, prune::SparsityPattern::unstructured(0.5),
+                                prune::StatisticsSum::exact},
+                      PruneCase{prune::PruneMethod::sparsegpt, prune::SparsityPattern::nm(2, 4), prune::StatisticsSum::exact},
+                      PruneCase{prune::PruneMethod::wanda, prune::SparsityPattern::unstructured(0.6),
+                                prune::StatisticsSum::exact},
+                      PruneCase{prune::PruneMethod::wanda, prune::SparsityPattern::nm(2, 4), prune::StatisticsSum::exact}),
     [](const auto& info) {
-      return std::string(prune::prune_method_name(info.param.method)) + (info.param.pattern.is_nm() ? "_2of4" : "");
+      return std::string(prune::prune_method_name(info.param.method)) + (info.param.pattern.is_nm() ? "_2of4" : "") +
+             (info.param.sum == prune::StatisticsSum::exact ? "_exact" : "");
     });
 
 }  // namespace
