@@ -9,21 +9,20 @@
 namespace pt::prune {
 namespace {
 
+// The number of calibration sequences over all ranks (at least one).
+int64_t all_reduce_count(dist::Communicator& comm, int64_t local) {
+  const auto total = int64_t(comm.all_reduce_sum(double(local)));
+  PT_CHECK(total >= 1, "calibration across ranks: no rank saw a calibration sequence");
+  return total;
+}
+
 // Scales a rank's running average `s` over `local` sequences to its part of the average over all ranks'
 // sequences, sums the parts on every rank and returns the total number of sequences.
-int64_t all_reduce_count(dist::Communicator& comm, int64_t local);
-
 int64_t all_reduce_running_average(dist::Communicator& comm, const Tensor& s, int64_t local) {
   const int64_t total = all_reduce_count(comm, local);
   Tensor part = s;
   unary_(part, part, UnaryOp::mul_scalar, double(local) / double(total));
   comm.all_reduce_sum(part);
-  return total;
-}
-
-int64_t all_reduce_count(dist::Communicator& comm, int64_t local) {
-  const auto total = int64_t(comm.all_reduce_sum(double(local)));
-  PT_CHECK(total >= 1, "calibration across ranks: no rank saw a calibration sequence");
   return total;
 }
 
